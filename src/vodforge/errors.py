@@ -1,0 +1,169 @@
+"""The one exception tree of vodforge.
+
+Every error that leaves a vodforge function is one of these; foreign errors (subprocess, PyAV,
+pydantic, OS) are mapped at the boundary where they occur. The split that matters to the runtime
+is *permanent* vs *transient*: permanent errors fail the job at once and write a dead letter,
+transient ones are retried with backoff.
+
+    VodforgeError
+    ├── ConfigError                 bad preset, bad setting, bad CLI argument      (permanent)
+    ├── InputError                  the source itself is the problem               (permanent)
+    │   ├── EmptyInput              zero bytes
+    │   ├── NotMediaError           no demuxer recognises it / random bytes
+    │   ├── NoVideoStream           audio-only or data-only file
+    │   ├── CorruptInput            truncated or undecodable
+    │   └── UnsupportedInput        a playlist, concat script or other refused container
+    ├── ToolchainError              permanent *for this toolchain*                 (permanent)
+    │   ├── ToolchainNotFound       the pinned binary is missing
+    │   ├── ToolchainDrift          the binary no longer matches its fingerprint
+    │   ├── MissingCapability       an encoder or filter the pipeline needs is absent
+    │   └── ToolchainCrash          ffmpeg died of SIGSEGV/SIGABRT/SIGILL, or rejected our argv
+    ├── VerificationError           an output failed verification; nothing is published
+    └── TransientError              worth retrying                                 (transient)
+        ├── FfmpegTimeout           ran past its duration-scaled deadline; group killed
+        ├── FfmpegKilled            killed by a signal we did not send (OOM killer, operator)
+        ├── OutOfDisk               ENOSPC
+        └── FfmpegFailed            a non-zero exit we could not classify
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError",
+    "CorruptInput",
+    "EmptyInput",
+    "FfmpegEvidence",
+    "FfmpegFailed",
+    "FfmpegKilled",
+    "FfmpegTimeout",
+    "InputError",
+    "MissingCapability",
+    "NoVideoStream",
+    "NotMediaError",
+    "OutOfDisk",
+    "ToolchainCrash",
+    "ToolchainDrift",
+    "ToolchainError",
+    "ToolchainNotFound",
+    "TransientError",
+    "UnsupportedInput",
+    "VerificationError",
+    "VodforgeError",
+]
+
+STDERR_TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class FfmpegEvidence:
+    """What a failed ffmpeg call leaves behind: enough to reproduce it and to dead-letter it."""
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stderr: str
+    toolchain_id: str
+    wall_seconds: float = 0.0
+    signal: int | None = None
+    labels: tuple[str, ...] = field(default=())
+
+    def stderr_tail(self, lines: int = STDERR_TAIL_LINES) -> str:
+        kept = [line for line in self.stderr.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
+
+
+class VodforgeError(Exception):
+    """Base of every vodforge error. ``permanent`` tells the runtime whether to retry."""
+
+    permanent: bool = True
+    #: A short machine-readable label (metrics, dead letters, rollout decisions).
+    label: str = "error"
+
+    def __init__(self, message: str, *, evidence: FfmpegEvidence | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.evidence = evidence
+
+    def one_line(self) -> str:
+        """The message as a single line, for the CLI and API error bodies."""
+        return " ".join(self.message.split())
+
+    def __str__(self) -> str:
+        if self.evidence is None:
+            return self.message
+        tail = self.evidence.stderr_tail()
+        return f"{self.message}\n--- ffmpeg stderr (tail) ---\n{tail}" if tail else self.message
+
+
+class ConfigError(VodforgeError):
+    label = "config"
+
+
+class InputError(VodforgeError):
+    label = "input"
+
+
+class EmptyInput(InputError):
+    label = "input_empty"
+
+
+class NotMediaError(InputError):
+    label = "input_not_media"
+
+
+class NoVideoStream(InputError):
+    label = "input_no_video"
+
+
+class CorruptInput(InputError):
+    label = "input_corrupt"
+
+
+class UnsupportedInput(InputError):
+    label = "input_unsupported"
+
+
+class ToolchainError(VodforgeError):
+    label = "toolchain"
+
+
+class ToolchainNotFound(ToolchainError):
+    label = "toolchain_not_found"
+
+
+class ToolchainDrift(ToolchainError):
+    label = "toolchain_drift"
+
+
+class MissingCapability(ToolchainError):
+    label = "toolchain_missing_capability"
+
+
+class ToolchainCrash(ToolchainError):
+    label = "toolchain_crash"
+
+
+class VerificationError(VodforgeError):
+    label = "verification"
+
+
+class TransientError(VodforgeError):
+    permanent = False
+    label = "transient"
+
+
+class FfmpegTimeout(TransientError):
+    label = "timeout"
+
+
+class FfmpegKilled(TransientError):
+    label = "killed"
+
+
+class OutOfDisk(TransientError):
+    label = "out_of_disk"
+
+
+class FfmpegFailed(TransientError):
+    label = "ffmpeg_failed"

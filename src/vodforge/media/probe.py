@@ -7,6 +7,7 @@ the stream decodes at all. Every PyAV error is mapped to the ``InputError`` fami
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from fractions import Fraction
 from pathlib import Path
@@ -127,10 +128,14 @@ def probe(path: Path | str) -> MediaInfo:
 
 def _probe_open(path: Path, size: int, container: av.container.InputContainer) -> MediaInfo:
     start = (
-        Fraction(container.start_time, av.time_base) if container.start_time is not None else Fraction(0)
+        Fraction(container.start_time, av.time_base)
+        if container.start_time is not None
+        else Fraction(0)
     )
     duration = (
-        Fraction(container.duration, av.time_base) if container.duration is not None else Fraction(0)
+        Fraction(container.duration, av.time_base)
+        if container.duration is not None
+        else Fraction(0)
     )
     vstream = container.streams.video[0] if container.streams.video else None
     astream = container.streams.audio[0] if container.streams.audio else None
@@ -202,7 +207,7 @@ def _probe_video(
 
     order = sorted(range(len(pts_list)), key=pts_list.__getitem__)
     sorted_pts = [pts_list[i] for i in order]
-    deltas = [b - a for a, b in zip(sorted_pts, sorted_pts[1:], strict=False) if b > a]
+    deltas = [b - a for a, b in itertools.pairwise(sorted_pts) if b > a]
     median = Fraction(statistics.median(deltas)) if deltas else Fraction(0)
     vfr = bool(deltas) and any(abs(d - median) > median * VFR_TOLERANCE for d in deltas)
     last_duration = durations[order[-1]] or (int(median) if median else 0)
@@ -219,7 +224,7 @@ def _probe_video(
         (Keyframe(pts=Fraction(p) * tb, dts=Fraction(d) * tb) for p, d in keyframes),
         key=lambda k: k.pts,
     )
-    gaps = [b.pts - a.pts for a, b in zip(kf_times, kf_times[1:], strict=False)]
+    gaps = [b.pts - a.pts for a, b in itertools.pairwise(kf_times)]
     gaps.append(end_pts - kf_times[-1].pts)
 
     rotation, interlaced, field_order = _decode_first_frame(path, stream)
@@ -255,10 +260,12 @@ def _decode_first_frame(path: Path, stream: av.VideoStream) -> tuple[int, bool, 
     try:
         with av.open(str(path), options=source_open_options()) as container:
             for frame in container.decode(container.streams.video[0]):
-                rotation = int(round(-(frame.rotation or 0))) % 360
+                rotation = round(-(frame.rotation or 0)) % 360
                 interlaced = bool(frame.interlaced_frame) or field_order in ("tt", "bb", "tb", "bt")
                 if interlaced and field_order in ("progressive", "unknown"):
                     field_order = "tt"
+                elif not interlaced:
+                    field_order = "progressive"
                 return _snap_rotation(rotation), interlaced, field_order
     except av.error.FFmpegError as exc:
         raise CorruptInput(f"{path.name}: video does not decode ({_reason(exc)})") from exc

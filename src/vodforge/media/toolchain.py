@@ -159,7 +159,9 @@ class Toolchain:
         try:
             stamp = FileStamp.of(self.path)
         except OSError as exc:
-            raise ToolchainDrift(f"toolchain {self.id}: binary {self.path} is gone ({exc})") from exc
+            raise ToolchainDrift(
+                f"toolchain {self.id}: binary {self.path} is gone ({exc})"
+            ) from exc
         if stamp == self.stamp:
             return
         digest = sha256_file(self.path)
@@ -215,7 +217,9 @@ def load_toolchain(path: Path | str | None = None, *, source: str | None = None)
         raise ToolchainNotFound(f"ffmpeg at {binary} is not executable")
     stamp = FileStamp.of(binary)
     version_text = _query(binary, "-version")
-    version, release = parse_version("ffmpeg version " + version_text.split("ffmpeg version ", 1)[-1])
+    # Tolerate lines before the banner, but not a banner that is not ffmpeg's (ffprobe, a stub).
+    _, banner, rest = version_text.partition("ffmpeg version ")
+    version, release = parse_version(banner + rest if banner else version_text)
     return Toolchain(
         path=binary,
         version=version,

@@ -1,0 +1,327 @@
+"""The ``vodforge`` command line (Typer + Rich).
+
+Errors from the one tree become one line on stderr and an exit code; no traceback reaches a user:
+2 bad input or configuration, 3 toolchain, 4 verification failed, 5 transient (worth a retry).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from vodforge import __version__
+from vodforge.errors import (
+    ConfigError,
+    InputError,
+    ToolchainError,
+    TransientError,
+    VerificationError,
+    VodforgeError,
+)
+from vodforge.media.plan import JobPlan
+from vodforge.media.runner import CallRecord, Deadline, SubprocessRunner
+from vodforge.media.toolchain import Toolchain, load_toolchain
+from vodforge.settings import Settings
+
+app = typer.Typer(
+    name="vodforge",
+    help="Self-hostable video pipeline: chunked parallel ABR ladders with a pinned FFmpeg.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+toolchain_app = typer.Typer(help="The pinned ffmpeg: check and inspect it.", no_args_is_help=True)
+presets_app = typer.Typer(help="Encoding presets.", no_args_is_help=True)
+app.add_typer(toolchain_app, name="toolchain")
+app.add_typer(presets_app, name="presets")
+
+err = Console(stderr=True)
+out = Console()
+
+EXIT_CODES: tuple[tuple[type[VodforgeError], int], ...] = (
+    (InputError, 2),
+    (ConfigError, 2),
+    (ToolchainError, 3),
+    (VerificationError, 4),
+    (TransientError, 5),
+)
+
+T = TypeVar("T")
+
+
+def exit_code_for(exc: VodforgeError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+def _guard(fn: Callable[[], T], *, as_json: bool = False) -> T:
+    """Run a command body; a VodforgeError becomes one line and an exit code."""
+    try:
+        return fn()
+    except VodforgeError as exc:
+        code = exit_code_for(exc)
+        if as_json:
+            out.print_json(
+                json.dumps({"ok": False, "error": exc.one_line(), "kind": exc.label, "exit": code})
+            )
+        err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
+
+
+def _toolchain(settings: Settings, ffmpeg: Path | None) -> Toolchain:
+    toolchain = load_toolchain(ffmpeg or settings.ffmpeg)
+    toolchain.require_capabilities()
+    return toolchain
+
+
+class RichObserver:
+    """Rich progress bars: one per chunk/step, and an overall bar weighted by media seconds."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.bars = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.weights: dict[str, float] = {}
+        self.done: dict[str, float] = {}
+        self.overall: TaskID | None = None
+        self._lock = threading.Lock()
+
+    def planned(self, plan: JobPlan, tasks: dict[str, float]) -> None:
+        total = sum(tasks.values()) or 1.0
+        self.overall = self.bars.add_task("[bold]overall", total=total)
+        for label, weight in tasks.items():
+            self.weights[label] = weight
+            self.done[label] = 0.0
+            self.tasks[label] = self.bars.add_task(label, total=1.0)
+
+    def progress(self, task: str, fraction: float) -> None:
+        with self._lock:
+            if task not in self.tasks:
+                return
+            self.done[task] = fraction
+            self.bars.update(self.tasks[task], completed=fraction)
+            self._overall()
+
+    def finished(self, task: str, record: CallRecord | None) -> None:
+        self.progress(task, 1.0)
+
+    def _overall(self) -> None:
+        if self.overall is not None:
+            value = sum(self.weights[k] * self.done[k] for k in self.weights)
+            self.bars.update(self.overall, completed=value)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+@app.command()
+def transcode(
+    source: Annotated[Path, typer.Argument(help="The video to transcode.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")],
+    preset: Annotated[str | None, typer.Option(help="Built-in preset name or a TOML file.")] = None,
+    chunk_seconds: Annotated[
+        float | None, typer.Option(help="Target chunk length (default: automatic).", min=0.5)
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Parallel chunk encodes (default: cores).", min=1)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ffmpeg: Annotated[
+        Path | None, typer.Option(help="ffmpeg binary (default: the pinned wheel's).")
+    ] = None,
+) -> None:
+    """Transcode SOURCE into an HLS + MP4 ladder with previews and a manifest."""
+    from vodforge.media.presets import load_preset  # noqa: PLC0415
+    from vodforge.pipeline.transcode import default_workers  # noqa: PLC0415
+    from vodforge.pipeline.transcode import transcode as run  # noqa: PLC0415
+
+    settings = Settings()
+
+    def body() -> None:
+        chosen = load_preset(preset or settings.preset)
+        toolchain = _toolchain(settings, ffmpeg)
+        runner = SubprocessRunner(
+            toolchain,
+            deadline=Deadline(settings.timeout_base_seconds, settings.timeout_per_media_second),
+        )
+        n_workers = workers or settings.workers or default_workers()
+        columns = (
+            TextColumn("{task.description:<14}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err, disable=as_json, transient=False) as progress:
+            result = run(
+                source,
+                output,
+                preset=chosen,
+                runner=runner,
+                toolchain_fingerprint=toolchain.fingerprint(),
+                workers=n_workers,
+                chunk_seconds=chunk_seconds,
+                observer=RichObserver(progress),
+            )
+        if as_json:
+            out.print_json(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "output": str(result.out_dir),
+                        "manifest": str(result.out_dir / "manifest.json"),
+                        "frames": result.plan.expected_frames,
+                        "wall_seconds": round(result.wall_seconds, 3),
+                        "cpu_seconds": round(result.cpu_seconds, 3),
+                        "speed_x_realtime": round(result.speed, 3),
+                        "renditions": [r.name for r in result.plan.renditions],
+                        "verification_ok": result.verification.ok,
+                    }
+                )
+            )
+            return
+        _summary(result.manifest, result.plan, result.wall_seconds, result.speed)
+
+    _guard(body, as_json=as_json)
+
+
+def _summary(manifest: dict[str, Any], plan: JobPlan, wall: float, speed: float) -> None:
+    sizes = {o["key"]: o["size"] for o in manifest["outputs"]}
+    duration = float(plan.chunks.duration)
+    table = Table(title=f"vodforge {__version__} — {plan.expected_frames} frames, {duration:.2f} s")
+    for column in ("rung", "resolution", "MP4", "bitrate", "HLS segments"):
+        table.add_column(column, justify="right" if column != "rung" else "left")
+    for r in plan.renditions:
+        mp4 = sizes.get(f"mp4/{r.name}.mp4")
+        segments = sum(1 for k in sizes if k.startswith(f"hls/{r.name}/seg_"))
+        rate = f"{mp4 * 8 / duration / 1000:.0f} kb/s" if mp4 and duration else "-"
+        table.add_row(r.name, r.resolution, _human(mp4) if mp4 else "-", rate, str(segments or "-"))
+    out.print(table)
+    totals = manifest["totals"]
+    out.print(
+        f"wall {wall:.2f} s · CPU {totals['cpu_seconds']:.2f} s · speed {speed:.2f}x realtime · "
+        f"verified {sum(1 for c in manifest['verification']['checks'] if c['ok'])} checks · "
+        f"{manifest['toolchain']['id']}"
+    )
+
+
+@app.command("probe")
+def probe_cmd(
+    source: Annotated[Path, typer.Argument(help="The media file to probe.")],
+) -> None:
+    """Print what vodforge sees in SOURCE (JSON)."""
+    from vodforge.media.probe import probe  # noqa: PLC0415
+
+    info = _guard(lambda: probe(source))
+    out.print_json(json.dumps(info.summary()))
+
+
+@app.command()
+def sample(
+    output: Annotated[Path, typer.Argument(help="Where to write the clip.")],
+    recipe: Annotated[str, typer.Option(help="Recipe from the test corpus.")] = "hd_audio",
+    seconds: Annotated[float | None, typer.Option(min=0.1)] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT")] = None,
+) -> None:
+    """Generate a synthetic clip with the pinned ffmpeg (lavfi sources)."""
+    from vodforge.media.samples import SAMPLES, make_sample  # noqa: PLC0415
+
+    def body() -> None:
+        if recipe not in SAMPLES:
+            raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(SAMPLES))}")
+        dims = None
+        if size:
+            try:
+                w, h = (int(v) for v in size.lower().split("x"))
+            except ValueError as exc:
+                raise ConfigError(f"--size {size!r}: expected WIDTHxHEIGHT") from exc
+            dims = (w, h)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        toolchain = _toolchain(Settings(), None)
+        make_sample(recipe, output, ffmpeg=toolchain.path, seconds=seconds, size=dims)
+        err.print(f"wrote {output}")
+
+    _guard(body)
+
+
+@toolchain_app.command("check")
+def toolchain_check(
+    ffmpeg: Annotated[Path | None, typer.Option(help="ffmpeg binary to check.")] = None,
+) -> None:
+    """Fingerprint the toolchain and check it has every encoder and filter vodforge needs."""
+
+    def body() -> None:
+        toolchain = _toolchain(Settings(), ffmpeg)
+        err.print(f"ok: {toolchain.id} ({toolchain.version}) at {toolchain.path}")
+
+    _guard(body)
+
+
+@toolchain_app.command("inspect")
+def toolchain_inspect(
+    ffmpeg: Annotated[Path | None, typer.Option(help="ffmpeg binary to inspect.")] = None,
+) -> None:
+    """Print the toolchain fingerprint (JSON)."""
+    toolchain = _guard(lambda: load_toolchain(ffmpeg or Settings().ffmpeg))
+    missing_encoders, missing_filters = toolchain.missing()
+    data = toolchain.fingerprint() | {
+        "missing_encoders": missing_encoders,
+        "missing_filters": missing_filters,
+    }
+    out.print_json(json.dumps(data))
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """List the built-in presets."""
+    from vodforge.media.presets import builtin_names, load_preset  # noqa: PLC0415
+
+    for name in builtin_names():
+        p = load_preset(name)
+        out.print(f"{name:<10} {p.description}", highlight=False)
+
+
+@presets_app.command("show")
+def presets_show(name: Annotated[str, typer.Argument(help="Preset name or TOML path.")]) -> None:
+    """Print a preset with every default filled in (JSON)."""
+    from vodforge.media.presets import load_preset  # noqa: PLC0415
+
+    preset = _guard(lambda: load_preset(name))
+    out.print_json(preset.model_dump_json())
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        out.print(f"vodforge {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,235 @@
+"""The one place that starts ffmpeg.
+
+``FfmpegRunner`` is the seam: ``run(call) -> CallRecord``. ``SubprocessRunner`` runs the pinned
+binary in its own process group with a deadline scaled to the media's duration (on expiry the
+whole group is killed), streams ``-progress`` to a callback, keeps the full stderr, measures wall
+and CPU seconds (``wait4`` rusage), and turns a failure into the error tree with the evidence
+attached. ``RecordingRunner`` is the test fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vodforge.errors import FfmpegEvidence
+from vodforge.media.progress import Progress, parse_progress
+from vodforge.media.signatures import classify
+from vodforge.media.toolchain import Toolchain
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class FfmpegCall:
+    """One ffmpeg invocation, before the binary is known."""
+
+    step: str
+    label: str
+    argv: tuple[str, ...]
+    #: Seconds of media this call processes: scales the deadline and turns progress into %.
+    media_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What a finished call leaves in the manifest."""
+
+    step: str
+    label: str
+    argv: tuple[str, ...]
+    exit_code: int
+    wall_seconds: float
+    cpu_seconds: float
+    toolchain_id: str
+    started_at: float
+    stderr: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "label": self.label,
+            "argv": list(self.argv),
+            "exit_code": self.exit_code,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3),
+            "toolchain": self.toolchain_id,
+            "started_at": round(self.started_at, 3),
+        }
+
+
+class FfmpegRunner(Protocol):
+    @property
+    def toolchain_id(self) -> str: ...
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord: ...
+
+
+@dataclass
+class Deadline:
+    """``base + per_media_second * media_seconds``: a film gets hours, a thumbnail a minute."""
+
+    base: float = 120.0
+    per_media_second: float = 20.0
+
+    def for_call(self, call: FfmpegCall) -> float:
+        return self.base + self.per_media_second * max(0.0, call.media_seconds)
+
+
+class SubprocessRunner:
+    def __init__(
+        self,
+        toolchain: Toolchain,
+        *,
+        deadline: Deadline | None = None,
+        check_drift: bool = True,
+    ) -> None:
+        self.toolchain = toolchain
+        self.deadline = deadline or Deadline()
+        self.check_drift = check_drift
+
+    @property
+    def toolchain_id(self) -> str:
+        return self.toolchain.id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        if self.check_drift:
+            self.toolchain.verify_unchanged()
+        argv = (str(self.toolchain.path), *call.argv)
+        timeout = self.deadline.for_call(call)
+        started_at = time.time()
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # own process group: a timeout kills everything it started
+            text=True,
+            errors="replace",
+        )
+        timed_out = threading.Event()
+
+        def kill_group() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill_group)
+        timer.daemon = True
+        stderr_lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: stderr_lines.extend(proc.stderr or ()), daemon=True
+        )
+        status = 0
+        rusage: Any = None
+        try:
+            timer.start()
+            reader.start()
+            assert proc.stdout is not None
+            for progress in parse_progress(proc.stdout):
+                if on_progress is not None:
+                    on_progress(progress)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            reader.join()
+        finally:
+            timer.cancel()
+            if proc.returncode is None:  # interrupted (Ctrl-C, an exception in a callback)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        wall = time.monotonic() - start
+        cpu = float(rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
+        stderr = "".join(stderr_lines)
+        exit_code = proc.returncode if proc.returncode is not None else -1
+        record = CallRecord(
+            step=call.step,
+            label=call.label,
+            argv=argv,
+            exit_code=exit_code,
+            wall_seconds=wall,
+            cpu_seconds=cpu,
+            toolchain_id=self.toolchain.id,
+            started_at=started_at,
+            stderr=stderr,
+        )
+        if exit_code != 0 or timed_out.is_set():
+            raise_for_record(record, timed_out=timed_out.is_set())
+        return record
+
+
+def raise_for_record(record: CallRecord, *, timed_out: bool = False) -> None:
+    """Raise the classified error for a failed call, with full evidence attached."""
+    signal_number = -record.exit_code if record.exit_code < 0 else None
+    verdict = classify(
+        exit_code=record.exit_code,
+        signal_number=signal_number,
+        stderr=record.stderr,
+        timed_out=timed_out,
+    )
+    evidence = FfmpegEvidence(
+        argv=record.argv,
+        exit_code=record.exit_code,
+        stderr=record.stderr,
+        toolchain_id=record.toolchain_id,
+        wall_seconds=record.wall_seconds,
+        signal=signal_number,
+        labels=(verdict.label,),
+    )
+    tail = evidence.stderr_tail(1)
+    detail = f": {tail}" if tail else ""
+    raise verdict.error(
+        f"{record.step} {record.label}: {verdict.summary} "
+        f"(exit {record.exit_code}, toolchain {record.toolchain_id}){detail}",
+        evidence=evidence,
+    )
+
+
+class RecordingRunner:
+    """Test fake: records every call; ``respond`` decides the outcome (default: success)."""
+
+    def __init__(
+        self,
+        respond: Callable[[FfmpegCall], CallRecord | None] | None = None,
+        toolchain_id: str = "fake-toolchain",
+    ) -> None:
+        self.calls: list[FfmpegCall] = []
+        self._respond = respond
+        self._toolchain_id = toolchain_id
+        self._lock = threading.Lock()
+
+    @property
+    def toolchain_id(self) -> str:
+        return self._toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        with self._lock:
+            self.calls.append(call)
+        record = self._respond(call) if self._respond else None
+        if record is None:
+            record = CallRecord(
+                step=call.step,
+                label=call.label,
+                argv=("ffmpeg", *call.argv),
+                exit_code=0,
+                wall_seconds=0.0,
+                cpu_seconds=0.0,
+                toolchain_id=self._toolchain_id,
+                started_at=time.time(),
+            )
+        if record.exit_code != 0:
+            raise_for_record(record)
+        if on_progress is not None:
+            on_progress(Progress(frame=0, out_seconds=call.media_seconds, speed=None, done=True))
+        return record

@@ -200,6 +200,7 @@ class SegmentDecode:
     packet_digests: list[bytes] = field(default_factory=list)
     sizes: set[tuple[int, int]] = field(default_factory=set)
     sample_rate: int = 0
+    codec: str = ""
 
 
 def _packet_digest(packet: av.Packet[Any]) -> bytes:
@@ -222,6 +223,7 @@ def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
             raise ValueError(f"no {kind} stream")
         stream = streams[0]
         context = stream.codec_context
+        result.codec = context.name
         context.thread_type = "AUTO"
         context.options = dict(STRICT_DECODER_OPTIONS)
         for packet in container.demux(stream):
@@ -513,10 +515,12 @@ def _verify_hls_audio(hls_dir: Path, *, expected_frames: int, frame_rate: Fracti
         return out
     (rate,) = rates
     samples = sum(result.samples for result in decoded)
-    # A negative first timestamp means the container signalled the encoder delay and the
-    # decoder dropped it; otherwise the priming samples are in the decoded output.
+    # A negative first timestamp means the container signalled the AAC encoder delay and the
+    # decoder dropped it; otherwise (ffmpeg's fMP4 HLS: edit list media_time 0) the priming
+    # samples are in the decoded output and are not programme audio.
     first = decoded[0].first_packet_pts
-    priming = AAC_FRAME_SAMPLES if first is not None and first >= 0 else 0
+    unsignalled = decoded[0].codec == "aac" and first is not None and first >= 0
+    priming = AAC_FRAME_SAMPLES if unsignalled else 0
     audio = Fraction(samples - priming, rate)
     video = Fraction(expected_frames) / frame_rate
     tolerance = 1 / frame_rate + Fraction(AAC_FRAME_SAMPLES, rate)

@@ -1,0 +1,5 @@
+"""``python -m vodforge`` runs the CLI."""
+
+from vodforge.cli import main
+
+main()

@@ -1,0 +1,224 @@
+"""End to end: transcode generated media covering the awkward cases of real uploads.
+
+Every transcode verifies its own outputs before publishing (frame counts, durations, A/V offset,
+every HLS segment decoding, playlists parsing, faststart); these tests add independent checks on
+top: frame counts read back with PyAV, the ladder shape, the manifest, the previews.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import av
+import m3u8
+import pytest
+
+from tests.conftest import SampleFactory
+from vodforge.media.presets import load_preset
+from vodforge.media.probe import probe
+from vodforge.media.runner import SubprocessRunner
+from vodforge.media.toolchain import Toolchain
+from vodforge.pipeline.transcode import TranscodeResult, transcode
+
+TINY = Path(__file__).parents[1] / "presets" / "tiny.toml"
+
+
+def run(source: Path, out: Path, toolchain: Toolchain, preset: str = str(TINY)) -> TranscodeResult:
+    return transcode(
+        source,
+        out,
+        preset=load_preset(preset),
+        runner=SubprocessRunner(toolchain),
+        toolchain_fingerprint=toolchain.fingerprint(),
+        workers=2,
+    )
+
+
+def video_packets(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for p in container.demux(stream) if p.size)
+
+
+def check_common(result: TranscodeResult) -> dict[str, Any]:
+    out = result.out_dir
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["verification"]["ok"] is True
+    assert all(check["ok"] for check in manifest["verification"]["checks"])
+    frames = result.plan.expected_frames
+    for r in result.plan.renditions:
+        assert video_packets(out / "mp4" / f"{r.name}.mp4") == frames
+        playlist = m3u8.load(str(out / "hls" / r.name / "index.m3u8"))
+        assert playlist.is_endlist
+        assert len(playlist.segments) >= 1
+    master = m3u8.load(str(out / "hls" / "master.m3u8"))
+    assert [p.uri for p in master.playlists] == [
+        f"{r.name}/index.m3u8" for r in result.plan.renditions
+    ]
+    for variant in master.playlists:
+        info = variant.stream_info
+        assert info.bandwidth > 0
+        assert info.average_bandwidth > 0
+        assert info.codecs.startswith("avc1.")
+        assert info.resolution is not None
+        assert info.frame_rate is not None
+    previews = out / "previews"
+    for name in ("poster.jpg", "sprite.jpg", "sprite.vtt", "preview.gif", "thumb_001.jpg"):
+        assert (previews / name).stat().st_size > 0, name
+    assert (previews / "sprite.vtt").read_text().startswith("WEBVTT")
+    # manifest: toolchain, every call's argv, outputs with hashes, per-step timings
+    assert manifest["toolchain"]["sha256"]
+    assert manifest["calls"]
+    assert all(call["exit_code"] == 0 and call["argv"] for call in manifest["calls"])
+    keys = {o["key"] for o in manifest["outputs"]}
+    assert "hls/master.m3u8" in keys
+    assert all(len(o["sha256"]) == 64 for o in manifest["outputs"])
+    assert {"encode", "package", "verify"} <= set(manifest["steps"])
+    assert not list(out.glob(".vodforge-stage-*"))
+    return manifest
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "basic",
+        "odd_size",
+        "rotated",
+        "vfr",
+        "no_audio",
+        "one_keyframe",
+        "long_gop",
+        "tenbit_422",
+        "interlaced",
+        "ntsc_5994",
+    ],
+)
+def test_awkward_sources_are_frame_exact(
+    name: str, sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
+) -> None:
+    source = sample(name)
+    info = probe(source)
+    result = run(source, tmp_path / "out", toolchain)
+    manifest = check_common(result)
+    assert info.video is not None
+    if not info.video.vfr:
+        # CFR source, fps kept: every source frame becomes exactly one output frame
+        assert result.plan.expected_frames == info.video.frame_count
+    has_audio = info.audio is not None
+    assert (result.out_dir / "hls" / "audio" / "index.m3u8").exists() is has_audio
+    with av.open(str(result.out_dir / "mp4" / f"{result.plan.renditions[0].name}.mp4")) as mp4:
+        assert len(mp4.streams.audio) == int(has_audio)
+        video = mp4.streams.video[0]
+        assert video.codec_context.pix_fmt == "yuv420p"  # 10-bit 4:2:2 comes out 8-bit 4:2:0
+        display_w, display_h = info.video.display_size
+        assert (video.codec_context.width > video.codec_context.height) == (display_w > display_h)
+    assert manifest["plan"]["frames"] == result.plan.expected_frames
+
+
+def test_rotated_phone_video_comes_out_portrait(
+    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
+) -> None:
+    result = run(sample("rotated"), tmp_path / "out", toolchain)
+    top = result.plan.renditions[0]
+    assert (top.width, top.height) == (180, 320)
+    with av.open(str(result.out_dir / "previews" / "poster.jpg")) as poster:
+        frame = next(poster.decode(video=0))
+        assert frame.height > frame.width
+
+
+def test_sparse_keyframes_still_parallelise(
+    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
+) -> None:
+    result = run(sample("one_keyframe"), tmp_path / "out", toolchain)
+    chunks = result.plan.chunks.chunks
+    assert len(chunks) > 1
+    assert {c.mode for c in chunks[1:]} == {"decode-cut"}
+    assert result.plan.previews is not None
+    assert result.plan.previews.mode == "frames"
+
+
+def test_default_ladder_on_1080p_with_audio(
+    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
+) -> None:
+    source = sample("hd_audio", seconds=2.0)
+    result = run(source, tmp_path / "out", toolchain, preset="default")
+    check_common(result)
+    assert [r.name for r in result.plan.renditions] == ["1080p", "720p", "480p", "360p"]
+    master = (result.out_dir / "hls" / "master.m3u8").read_text()
+    assert "RESOLUTION=1920x1080" in master
+    assert 'AUDIO="aud"' in master
+    assert "mp4a.40.2" in master
+
+
+def test_same_input_same_bytes(sample: SampleFactory, toolchain: Toolchain, tmp_path: Path) -> None:
+    """A step that runs twice (retry, replay) must produce the same bytes."""
+    source = sample("basic")
+    first = check_common(run(source, tmp_path / "a", toolchain))
+    second = check_common(run(source, tmp_path / "b", toolchain))
+    digests = {o["key"]: o["sha256"] for o in first["outputs"]}
+    assert digests == {o["key"]: o["sha256"] for o in second["outputs"]}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vodforge", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_transcode_json(sample: SampleFactory, tmp_path: Path) -> None:
+    proc = cli(
+        "transcode",
+        str(sample("basic")),
+        "-o",
+        str(tmp_path / "o"),
+        "--preset",
+        str(TINY),
+        "--json",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] is True
+    assert data["verification_ok"] is True
+    assert data["renditions"] == ["180p", "96p"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("empty", "file is empty"),
+        ("random_bytes", "not a media file"),
+        ("truncated", "truncated"),
+        ("truncated_tail", "moov atom missing"),
+        ("audio_only", "no video stream"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    name: str, message: str, sample: SampleFactory, tmp_path: Path
+) -> None:
+    proc = cli("transcode", str(sample(name)), "-o", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_cli_missing_file_and_bad_preset(tmp_path: Path) -> None:
+    proc = cli("transcode", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no such file" in proc.stderr
+    proc = cli("transcode", "x.mp4", "-o", "o", "--preset", "nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown preset" in proc.stderr

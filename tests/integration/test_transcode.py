@@ -46,7 +46,7 @@ def video_packets(path: Path) -> int:
 
 def check_common(result: TranscodeResult) -> dict[str, Any]:
     out = result.out_dir
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text())
     assert manifest["verification"]["ok"] is True
     assert all(check["ok"] for check in manifest["verification"]["checks"])
     frames = result.plan.expected_frames

@@ -210,7 +210,7 @@ def _packet_digest(packet: av.Packet[Any]) -> bytes:
 def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
     """Decode every frame of one self-contained fMP4 byte string (init + segment), strictly.
 
-    The decoder runs with ``STRICT_DECODER_OPTIONS`` and frame+slice threads; each packet's
+    The decoder runs with ``STRICT_DECODER_OPTIONS`` on a single thread; each packet's
     digest is recorded for the packet match against the MP4.
 
     Raises ``av.error.FFmpegError`` on a decode error and ``ValueError`` on a frame the decoder
@@ -224,7 +224,9 @@ def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
         stream = streams[0]
         context = stream.codec_context
         result.codec = context.name
-        context.thread_type = "AUTO"
+        # One thread per decoder: rungs already decode in parallel, and frame threads would only
+        # add CPU (thread handoff) to a check that runs on every job.
+        context.thread_count = 1
         context.options = dict(STRICT_DECODER_OPTIONS)
         for packet in container.demux(stream):
             if (

@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= var
+BENCH_ARGS ?=
 
 .PHONY: venv run demo test lint typecheck unit bench clean
 
@@ -41,7 +42,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 bench: $(STAMP)
-	$(PY) bench/ladder.py
+	$(PY) bench/ladder.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

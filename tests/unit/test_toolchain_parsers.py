@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vodforge.errors import ToolchainDrift, ToolchainNotFound
+from vodforge.media import toolchain as toolchain_module
 from vodforge.media.toolchain import (
     REQUIRED_ENCODERS,
     FileStamp,
@@ -252,4 +253,26 @@ def test_verify_unchanged_detects_a_modified_binary(own_copy: Toolchain) -> None
 def test_verify_unchanged_detects_a_removed_binary(own_copy: Toolchain) -> None:
     own_copy.path.unlink()
     with pytest.raises(ToolchainDrift, match="is gone"):
+        own_copy.verify_unchanged()
+
+
+def test_a_touch_is_rehashed_once_and_later_changes_still_caught(
+    own_copy: Toolchain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat = own_copy.path.stat()
+    os.utime(own_copy.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    hashed: list[Path] = []
+    real = toolchain_module.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(toolchain_module, "sha256_file", counting)
+    own_copy.verify_unchanged()
+    own_copy.verify_unchanged()
+    assert len(hashed) == 1  # the matching new stamp is remembered
+    with own_copy.path.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ToolchainDrift):
         own_copy.verify_unchanged()

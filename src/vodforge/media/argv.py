@@ -23,6 +23,10 @@ from vodforge.media.probe import SOURCE_DEMUXERS
 INPUT_PROTOCOLS = "file,pipe"
 COMMON: tuple[str, ...] = ("-hide_banner", "-nostdin", "-y", "-loglevel", "level+warning")
 PROGRESS: tuple[str, ...] = ("-progress", "pipe:1", "-nostats", "-stats_period", "0.5")
+#: Output options that keep bytes reproducible: no creation time, no encoder version strings.
+BITEXACT: tuple[str, ...] = ("-map_metadata", "-1", "-fflags", "+bitexact")
+BITEXACT_VIDEO: tuple[str, ...] = (*BITEXACT, "-flags:v", "+bitexact")
+BITEXACT_AUDIO: tuple[str, ...] = (*BITEXACT, "-flags:a", "+bitexact")
 
 
 def file_url(path: Path) -> str:
@@ -167,12 +171,7 @@ def chunk_encode_argv(
             "-fps_mode",
             "passthrough",
             "-an",
-            "-map_metadata",
-            "-1",
-            "-fflags",
-            "+bitexact",
-            "-flags:v",
-            "+bitexact",
+            *BITEXACT_VIDEO,
             file_url(out),
         ]
     return argv
@@ -221,12 +220,7 @@ def audio_encode_argv(
         str(spec.channels),
         "-ar",
         str(spec.sample_rate),
-        "-map_metadata",
-        "-1",
-        "-fflags",
-        "+bitexact",
-        "-flags:a",
-        "+bitexact",
+        *BITEXACT_AUDIO,
         file_url(out),
     ]
 
@@ -285,10 +279,7 @@ def package_rung_argv(
             "+faststart",
             "-fps_mode",
             "passthrough",
-            "-map_metadata",
-            "-1",
-            "-fflags",
-            "+bitexact",
+            *BITEXACT,
             file_url(mp4_out),
         ]
     if hls_playlist is not None:
@@ -382,12 +373,7 @@ def previews_argv(source: Path, plan: PreviewPlan, out_dir: Path) -> list[str]:
             "passthrough",
             "-q:v",
             "3",
-            "-map_metadata",
-            "-1",
-            "-fflags",
-            "+bitexact",
-            "-flags:v",
-            "+bitexact",
+            *BITEXACT_VIDEO,
             *out_args,
         ]
     return [
@@ -420,9 +406,6 @@ def gif_argv(source: Path, plan: PreviewPlan, out: Path) -> list[str]:
         "[g]",
         "-loop",
         "0",
-        "-map_metadata",
-        "-1",
-        "-fflags",
-        "+bitexact",
+        *BITEXACT,
         file_url(out),
     ]

@@ -87,6 +87,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: (binary, pinned sha256) -> the last file stamp whose content was hashed and matched.
+_VERIFIED_STAMPS: dict[tuple[Path, str], FileStamp] = {}
+
+
 def default_ffmpeg_path() -> Path:
     """The ffmpeg binary inside the pinned imageio-ffmpeg wheel."""
     try:
@@ -154,7 +158,8 @@ class Toolchain:
     def verify_unchanged(self) -> None:
         """Raise ToolchainDrift if the binary on disk is no longer the one fingerprinted.
 
-        Cheap when nothing changed (a stat); rehashes only when inode, size or mtime moved.
+        Cheap when nothing changed (a stat); rehashes only when inode, size or mtime moved, and
+        remembers a new stamp whose content still matches (a ``touch``), so it rehashes once.
         """
         try:
             stamp = FileStamp.of(self.path)
@@ -162,7 +167,7 @@ class Toolchain:
             raise ToolchainDrift(
                 f"toolchain {self.id}: binary {self.path} is gone ({exc})"
             ) from exc
-        if stamp == self.stamp:
+        if stamp == self.stamp or _VERIFIED_STAMPS.get((self.path, self.sha256)) == stamp:
             return
         digest = sha256_file(self.path)
         if digest != self.sha256:
@@ -170,6 +175,7 @@ class Toolchain:
                 f"toolchain {self.id}: binary {self.path} changed under this worker "
                 f"(sha256 {digest[:12]} != pinned {self.sha256[:12]}); refusing work"
             )
+        _VERIFIED_STAMPS[(self.path, self.sha256)] = stamp
 
     def fingerprint(self) -> dict[str, Any]:
         """The part of the toolchain that goes into manifests and job records."""

@@ -8,7 +8,6 @@ passed, so a failed or interrupted job never leaves half an output that looks fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from vodforge.media.previews import render_sprite_vtt
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
 from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
+from vodforge.media.toolchain import sha256_file
 from vodforge.media.verify import VerificationReport, verify_outputs
 
 AAC_LC = "mp4a.40.2"
@@ -96,14 +96,6 @@ class TranscodeResult:
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Recorder:
@@ -453,9 +445,9 @@ def _finish_manifest(
         rel = path.relative_to(out_dir).as_posix()
         if rel == "manifest.json" or rel.startswith("."):
             continue
-        outputs.append({"key": rel, "size": path.stat().st_size, "sha256": sha256_of(path)})
+        outputs.append({"key": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
     manifest = dict(manifest)
-    manifest["source"] = dict(manifest["source"], sha256=sha256_of(source))
+    manifest["source"] = dict(manifest["source"], sha256=sha256_file(source))
     manifest["toolchain"] = toolchain_fingerprint
     manifest["calls"] = [
         r.to_dict() for r in sorted(recorder.records, key=lambda r: (r.started_at, r.label))

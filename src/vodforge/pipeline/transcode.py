@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +42,7 @@ from vodforge.media.toolchain import sha256_file
 from vodforge.media.verify import VerificationReport, verify_outputs
 
 AAC_LC = "mp4a.40.2"
-PUBLISHED = ("hls", "mp4", "previews", "manifest.json")
+PUBLISHED = ("hls", "mp4", "previews")
 
 
 class TranscodeObserver(Protocol):
@@ -140,26 +139,25 @@ def transcode(
     recorder.add_inprocess("probe", time.monotonic() - t0, time.process_time() - c0)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(os.path.join(out_dir, f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"))
+    stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
     work = stage / "_work"
     shutil.rmtree(stage, ignore_errors=True)
     try:
         (work / "chunks").mkdir(parents=True)
-        result = _run(source, stage, work, plan, runner, recorder, observer, workers)
+        manifest, report = _run(source, stage, work, plan, runner, recorder, observer, workers)
         _publish(stage, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
     wall = time.monotonic() - wall0
     cpu = (time.process_time() - cpu0) + sum(r.cpu_seconds for r in recorder.records)
-    manifest = result["manifest"]
     return TranscodeResult(
         out_dir=out_dir,
         plan=plan,
         manifest=_finish_manifest(
             manifest, out_dir, toolchain_fingerprint, recorder, wall, cpu, source
         ),
-        verification=result["verification"],
+        verification=report,
         wall_seconds=wall,
         cpu_seconds=cpu,
         records=list(recorder.records),
@@ -191,7 +189,8 @@ def _run(
     recorder: _Recorder,
     observer: TranscodeObserver,
     workers: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], VerificationReport]:
+    """Encode, package and verify into ``stage``; return the manifest so far and the report."""
     chunks = plan.chunks
     packaging = plan.preset.packaging
     threads = max(1, default_workers() // workers)
@@ -358,8 +357,7 @@ def _run(
         "plan": plan.to_dict(),
         "verification": report.to_dict(),
     }
-    (stage / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return {"manifest": manifest, "verification": report}
+    return manifest, report
 
 
 def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
@@ -415,7 +413,9 @@ def _write_master(stage: Path, plan: JobPlan) -> None:
 
 
 def _publish(stage: Path, out_dir: Path) -> None:
-    """Move verified outputs into place, replacing an earlier run's."""
+    """Move verified outputs into place, replacing an earlier run's (whose manifest goes first:
+    it must never describe outputs it did not see)."""
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     for name in PUBLISHED:
         src = stage / name
         if not src.exists():
@@ -439,7 +439,8 @@ def _finish_manifest(
     cpu: float,
     source: Path,
 ) -> dict[str, Any]:
-    """Add what is only known after publishing: output hashes, timings, every call's argv."""
+    """Add what is only known after publishing (output hashes, timings, every call's argv) and
+    write manifest.json last, so its presence means the outputs beside it are complete."""
     outputs = []
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(out_dir).as_posix()
@@ -459,9 +460,7 @@ def _finish_manifest(
     manifest["totals"] = {
         "wall_seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),
-        "speed_x_realtime": round(float(Fraction(manifest["plan"]["duration"])) / wall, 3)
-        if wall
-        else None,
+        "speed_x_realtime": round(manifest["plan"]["duration"] / wall, 3) if wall else None,
     }
     manifest["outputs"] = outputs
     tmp = out_dir / ".manifest.json.tmp"

@@ -52,7 +52,13 @@ __all__ = [
 
 #: Decoder options that turn concealed damage into errors: CRC and bitstream checks, buffer
 #: overreads, and ``explode`` (abort the packet on the first error instead of concealing it).
-STRICT_DECODER_OPTIONS: dict[str, str] = {"err_detect": "crccheck+bitstream+buffer+explode"}
+STRICT_DECODER_OPTIONS: dict[str, str] = {
+    "err_detect": "crccheck+bitstream+buffer+explode",
+    # The deblocking filter only smooths pixels the check never looks at; every syntax element is
+    # still entropy-decoded and every reference resolved, so a damaged bitstream still fails.
+    # Skipping it takes ~16% off the verify decode.
+    "skip_loop_filter": "all",
+}
 #: Samples per AAC-LC frame; also the encoder delay (priming) of every AAC-LC encoder.
 AAC_FRAME_SAMPLES = 1024
 #: Bytes of the per-packet BLAKE2b digest used to match HLS packets against the MP4's.

@@ -18,12 +18,22 @@ transient ones are retried with backoff.
     │   ├── ToolchainDrift          the binary no longer matches its fingerprint
     │   ├── MissingCapability       an encoder or filter the pipeline needs is absent
     │   └── ToolchainCrash          ffmpeg died of SIGSEGV/SIGABRT/SIGILL, or rejected our argv
+    │   └── InvalidKey              an object key that escapes its root / has control characters
     ├── VerificationError           an output failed verification; nothing is published
+    ├── StorageError                the object store refused or lost something     (permanent)
+    │   └── ObjectNotFound          no object at that key
+    ├── JobError                    the job store's rules                          (permanent)
+    │   ├── JobNotFound             no such job / dead letter
+    │   ├── InvalidTransition       a state change the state machine forbids
+    │   └── JobExpired              the job ran past its max age
     └── TransientError              worth retrying                                 (transient)
         ├── FfmpegTimeout           ran past its duration-scaled deadline; group killed
+        ├── FfmpegStalled           made no progress for the stall window; group killed
         ├── FfmpegKilled            killed by a signal we did not send (OOM killer, operator)
         ├── OutOfDisk               ENOSPC
-        └── FfmpegFailed            a non-zero exit we could not classify
+        ├── FfmpegFailed            a non-zero exit we could not classify
+        ├── StorageUnavailable      store timeout, refused connection or 5xx
+        └── WorkerRefused           this worker cannot take it (drifted toolchain): retry elsewhere
 """
 
 from __future__ import annotations
@@ -37,12 +47,21 @@ __all__ = [
     "FfmpegEvidence",
     "FfmpegFailed",
     "FfmpegKilled",
+    "FfmpegStalled",
     "FfmpegTimeout",
     "InputError",
+    "InvalidKey",
+    "InvalidTransition",
+    "JobError",
+    "JobExpired",
+    "JobNotFound",
     "MissingCapability",
     "NoVideoStream",
     "NotMediaError",
+    "ObjectNotFound",
     "OutOfDisk",
+    "StorageError",
+    "StorageUnavailable",
     "ToolchainCrash",
     "ToolchainDrift",
     "ToolchainError",
@@ -51,6 +70,7 @@ __all__ = [
     "UnsupportedInput",
     "VerificationError",
     "VodforgeError",
+    "WorkerRefused",
 ]
 
 STDERR_TAIL_LINES = 12
@@ -124,6 +144,10 @@ class UnsupportedInput(InputError):
     label = "input_unsupported"
 
 
+class InvalidKey(InputError):
+    label = "input_invalid_key"
+
+
 class ToolchainError(VodforgeError):
     label = "toolchain"
 
@@ -148,6 +172,30 @@ class VerificationError(VodforgeError):
     label = "verification"
 
 
+class StorageError(VodforgeError):
+    label = "storage"
+
+
+class ObjectNotFound(StorageError):
+    label = "storage_not_found"
+
+
+class JobError(VodforgeError):
+    label = "job"
+
+
+class JobNotFound(JobError):
+    label = "job_not_found"
+
+
+class InvalidTransition(JobError):
+    label = "job_invalid_transition"
+
+
+class JobExpired(JobError):
+    label = "job_expired"
+
+
 class TransientError(VodforgeError):
     permanent = False
     label = "transient"
@@ -167,3 +215,15 @@ class OutOfDisk(TransientError):
 
 class FfmpegFailed(TransientError):
     label = "ffmpeg_failed"
+
+
+class FfmpegStalled(TransientError):
+    label = "stalled"
+
+
+class StorageUnavailable(TransientError):
+    label = "storage_unavailable"
+
+
+class WorkerRefused(TransientError):
+    label = "worker_refused"

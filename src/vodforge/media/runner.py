@@ -83,6 +83,45 @@ class Deadline:
         return self.base + self.per_media_second * max(0.0, call.media_seconds)
 
 
+class _Watchdog:
+    """Kills the call's process group when it passes its deadline or stops making progress
+    (no ``-progress`` block for ``stall_seconds``: a hung decoder, a blocked pipe)."""
+
+    def __init__(self, pid: int, timeout: float, stall_seconds: float | None) -> None:
+        self.pid = pid
+        self.timeout = timeout
+        self.stall_seconds = stall_seconds
+        self.started = self.last_progress = time.monotonic()
+        self.timed_out = False
+        self.stalled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"watchdog-{pid}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def progressed(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        tick = min(0.5, self.stall_seconds / 4) if self.stall_seconds else 0.5
+        while not self._done.wait(tick):
+            now = time.monotonic()
+            if now - self.started > self.timeout:
+                self.timed_out = True
+            elif self.stall_seconds and now - self.last_progress > self.stall_seconds:
+                self.stalled = True
+            else:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            return
+
+
 class SubprocessRunner:
     def __init__(
         self,
@@ -90,10 +129,13 @@ class SubprocessRunner:
         *,
         deadline: Deadline | None = None,
         check_drift: bool = True,
+        stall_seconds: float | None = None,
     ) -> None:
         self.toolchain = toolchain
         self.deadline = deadline or Deadline()
         self.check_drift = check_drift
+        #: Kill a call that reports no progress for this long (None: only the deadline applies).
+        self.stall_seconds = stall_seconds
 
     @property
     def toolchain_id(self) -> str:
@@ -115,15 +157,7 @@ class SubprocessRunner:
             text=True,
             errors="replace",
         )
-        timed_out = threading.Event()
-
-        def kill_group() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill_group)
-        timer.daemon = True
+        watchdog = _Watchdog(proc.pid, timeout, self.stall_seconds)
         stderr_lines: list[str] = []
         reader = threading.Thread(
             target=lambda: stderr_lines.extend(proc.stderr or ()), daemon=True
@@ -131,17 +165,18 @@ class SubprocessRunner:
         status = 0
         rusage: Any = None
         try:
-            timer.start()
+            watchdog.start()
             reader.start()
             assert proc.stdout is not None
             for progress in parse_progress(proc.stdout):
+                watchdog.progressed()
                 if on_progress is not None:
                     on_progress(progress)
             _, status, rusage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             reader.join()
         finally:
-            timer.cancel()
+            watchdog.stop()
             if proc.returncode is None:  # interrupted (Ctrl-C, an exception in a callback)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -164,12 +199,12 @@ class SubprocessRunner:
             started_at=started_at,
             stderr=stderr,
         )
-        if exit_code != 0 or timed_out.is_set():
-            raise_for_record(record, timed_out=timed_out.is_set())
+        if exit_code != 0 or watchdog.timed_out or watchdog.stalled:
+            raise_for_record(record, timed_out=watchdog.timed_out, stalled=watchdog.stalled)
         return record
 
 
-def raise_for_record(record: CallRecord, *, timed_out: bool = False) -> None:
+def raise_for_record(record: CallRecord, *, timed_out: bool = False, stalled: bool = False) -> None:
     """Raise the classified error for a failed call, with full evidence attached."""
     signal_number = -record.exit_code if record.exit_code < 0 else None
     verdict = classify(
@@ -177,6 +212,7 @@ def raise_for_record(record: CallRecord, *, timed_out: bool = False) -> None:
         signal_number=signal_number,
         stderr=record.stderr,
         timed_out=timed_out,
+        stalled=stalled,
     )
     evidence = FfmpegEvidence(
         argv=record.argv,

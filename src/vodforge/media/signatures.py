@@ -15,6 +15,7 @@ from vodforge.errors import (
     CorruptInput,
     FfmpegFailed,
     FfmpegKilled,
+    FfmpegStalled,
     FfmpegTimeout,
     NoVideoStream,
     OutOfDisk,
@@ -111,10 +112,17 @@ class Classification:
 
 
 def classify(
-    *, exit_code: int | None, signal_number: int | None, stderr: str, timed_out: bool
+    *,
+    exit_code: int | None,
+    signal_number: int | None,
+    stderr: str,
+    timed_out: bool,
+    stalled: bool = False,
 ) -> Classification:
     if timed_out:
         return Classification(FfmpegTimeout, "timeout", "ran past its deadline; killed")
+    if stalled:
+        return Classification(FfmpegStalled, "stalled", "made no progress; killed")
     if signal_number is not None:
         if signal_number in CRASH_SIGNALS:
             name = signal.Signals(signal_number).name

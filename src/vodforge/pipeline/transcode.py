@@ -20,29 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import av
-
-from vodforge import __version__
-from vodforge.errors import VodforgeError
-from vodforge.media import argv as ffargv
-from vodforge.media.hls import (
-    AudioEntry,
-    VariantEntry,
-    codecs_from_avcc,
-    render_master,
-    segment_bitrates,
-)
 from vodforge.media.plan import JobPlan, plan_job
 from vodforge.media.presets import Preset
-from vodforge.media.previews import render_sprite_vtt
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
 from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
 from vodforge.media.toolchain import sha256_file
-from vodforge.media.verify import VerificationReport, verify_outputs
-
-AAC_LC = "mp4a.40.2"
-PUBLISHED = ("hls", "mp4", "previews")
+from vodforge.media.verify import VerificationReport
+from vodforge.pipeline import calls
 
 
 class TranscodeObserver(Protocol):
@@ -191,83 +176,36 @@ def _run(
     workers: int,
 ) -> tuple[dict[str, Any], VerificationReport]:
     """Encode, package and verify into ``stage``; return the manifest so far and the report."""
-    chunks = plan.chunks
-    packaging = plan.preset.packaging
     threads = max(1, default_workers() // workers)
-    chunk_files = {
-        (ch.index, r.name): work / "chunks" / f"c{ch.index:04d}_{r.name}.mp4"
-        for ch in chunks.chunks
-        for r in plan.renditions
-    }
+    chunk_files = calls.chunk_files(plan, work / "chunks")
     audio_file = work / "audio.m4a" if plan.has_audio else None
-
-    calls: list[FfmpegCall] = []
-    for ch in sorted(chunks.chunks, key=lambda c: -c.frames):  # longest first: less idle tail
-        outs = [chunk_files[(ch.index, r.name)] for r in plan.renditions]
-        calls.append(
-            FfmpegCall(
-                step="encode",
-                label=f"chunk {ch.index + 1}/{len(chunks.chunks)}",
-                argv=tuple(
-                    ffargv.chunk_encode_argv(
-                        source,
-                        chunks,
-                        ch,
-                        plan.renditions,
-                        outs,
-                        filters=plan.filters,
-                        spec=plan.preset.video,
-                        threads=threads,
-                    )
-                ),
-                media_seconds=float(chunks.chunk_duration(ch)),
-            )
-        )
-    if audio_file is not None:
-        calls.append(
-            FfmpegCall(
-                step="audio",
-                label="audio",
-                argv=tuple(
-                    ffargv.audio_encode_argv(
-                        source, plan.info, chunks, plan.preset.audio, audio_file
-                    )
-                ),
-                media_seconds=float(chunks.duration),
-            )
-        )
     previews_dir = stage / "previews"
     if plan.previews is not None:
         previews_dir.mkdir(parents=True)
-        calls.append(
-            FfmpegCall(
-                step="previews",
-                label="previews",
-                argv=tuple(ffargv.previews_argv(source, plan.previews, previews_dir)),
-                media_seconds=float(chunks.duration),
-            )
+
+    # Longest chunk first: less idle tail when the pool drains.
+    long_calls = [
+        calls.chunk_call(
+            plan,
+            source,
+            ch,
+            [chunk_files[(ch.index, r.name)] for r in plan.renditions],
+            threads=threads,
         )
-        calls.append(
-            FfmpegCall(
-                step="previews",
-                label="gif",
-                argv=tuple(ffargv.gif_argv(source, plan.previews, previews_dir / "preview.gif")),
-                media_seconds=float(plan.previews.gif_seconds),
-            )
-        )
-    package_labels = [f"package {r.name}" for r in plan.renditions]
-    if audio_file is not None and packaging.hls:
-        package_labels.append("package audio")
+        for ch in sorted(plan.chunks.chunks, key=lambda c: -c.frames)
+    ]
+    quick_calls = ([calls.audio_call(plan, source, audio_file)] if audio_file else []) + (
+        calls.preview_calls(plan, source, previews_dir)
+    )
+    duration = float(plan.chunks.duration)
     observer.planned(
         plan,
-        {c.label: c.media_seconds for c in calls}
-        | {label: float(chunks.duration) for label in package_labels},
+        {c.label: c.media_seconds for c in long_calls + quick_calls}
+        | {label: duration for label in calls.package_labels(plan)},
     )
 
     # Chunks get one slot per worker; the short calls (audio, previews) get a lane of their own
     # so they overlap the encodes instead of queueing behind them.
-    long_calls = [c for c in calls if c.step == "encode"]
-    quick_calls = [c for c in calls if c.step != "encode"]
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vodforge-long") as pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="vodforge-quick") as quick,
@@ -276,88 +214,20 @@ def _run(
             [quick.submit(_call, runner, recorder, observer, c) for c in quick_calls]
             + [pool.submit(_call, runner, recorder, observer, c) for c in long_calls]
         )
-
-        if plan.previews is not None:
-            (previews_dir / "sprite.vtt").write_text(
-                render_sprite_vtt(plan.previews), encoding="utf-8"
-            )
-
-        package: list[FfmpegCall] = []
-        for r in plan.renditions:
-            script = work / f"{r.name}.ffconcat"
-            script.write_text(
-                ffargv.concat_list(
-                    chunks, [chunk_files[(ch.index, r.name)] for ch in chunks.chunks]
-                ),
-                encoding="utf-8",
-            )
-            mp4_out = stage / "mp4" / f"{r.name}.mp4" if packaging.mp4 else None
-            hls_out = stage / "hls" / r.name / "index.m3u8" if packaging.hls else None
-            for target in (mp4_out, hls_out):
-                if target is not None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-            package.append(
-                FfmpegCall(
-                    step="package",
-                    label=f"package {r.name}",
-                    argv=tuple(
-                        ffargv.package_rung_argv(
-                            script,
-                            audio_file,
-                            mp4_out=mp4_out,
-                            hls_playlist=hls_out,
-                            segment_seconds=chunks.segment_seconds,
-                        )
-                    ),
-                    media_seconds=float(chunks.duration),
-                )
-            )
-        if audio_file is not None and packaging.hls:
-            audio_playlist = stage / "hls" / "audio" / "index.m3u8"
-            audio_playlist.parent.mkdir(parents=True, exist_ok=True)
-            package.append(
-                FfmpegCall(
-                    step="package",
-                    label="package audio",
-                    argv=tuple(
-                        ffargv.package_audio_argv(
-                            audio_file, audio_playlist, chunks.segment_seconds
-                        )
-                    ),
-                    media_seconds=float(chunks.duration),
-                )
-            )
+        calls.write_sprite_vtt(plan, previews_dir)
+        package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
         _gather(pool.submit(_call, runner, recorder, observer, c) for c in package)
 
-    if packaging.hls:
-        _write_master(stage, plan)
+    calls.write_master(stage, plan)
     shutil.rmtree(work)
 
     t0, c0 = time.monotonic(), time.process_time()
-    report = verify_outputs(
-        stage,
-        rungs=[r.name for r in plan.renditions],
-        expected_frames=plan.expected_frames,
-        frame_rate=chunks.rate,
-        has_audio=plan.has_audio,
-        hls=packaging.hls,
-        mp4=packaging.mp4,
-        max_workers=workers,
-    )
+    report = calls.verify_stage(stage, plan, max_workers=workers)
     recorder.add_inprocess("verify", time.monotonic() - t0, time.process_time() - c0)
     observer.finished("verify", None)
     report.raise_for_failures()
-
-    manifest = {
-        "vodforge": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": socket.gethostname(),
-        "source": {"path": str(source), **plan.info.summary()},
-        "preset": plan.preset.model_dump(mode="json"),
-        "plan": plan.to_dict(),
-        "verification": report.to_dict(),
-    }
-    return manifest, report
+    head = calls.manifest_head({"path": str(source)}, plan, report, host=socket.gethostname())
+    return head, report
 
 
 def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
@@ -374,49 +244,11 @@ def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
     return [f.result() for f in pending]
 
 
-def _video_codecs(init_or_mp4: Path) -> str:
-    with av.open(str(init_or_mp4)) as container:
-        extradata = container.streams.video[0].codec_context.extradata
-    if not extradata:
-        raise VodforgeError(f"{init_or_mp4.name}: no avcC in the encoded stream")
-    return codecs_from_avcc(bytes(extradata))
-
-
-def _write_master(stage: Path, plan: JobPlan) -> None:
-    hls = stage / "hls"
-    audio = None
-    if plan.has_audio:
-        peak, avg = segment_bitrates(hls / "audio" / "index.m3u8")
-        audio = AudioEntry(
-            uri="audio/index.m3u8",
-            codecs=AAC_LC,
-            peak_bps=peak,
-            average_bps=avg,
-            channels=plan.preset.audio.channels,
-        )
-    variants = []
-    for r in plan.renditions:
-        playlist = hls / r.name / "index.m3u8"
-        peak, avg = segment_bitrates(playlist)
-        variants.append(
-            VariantEntry(
-                uri=f"{r.name}/index.m3u8",
-                width=r.width,
-                height=r.height,
-                frame_rate=plan.chunks.rate,
-                codecs=_video_codecs(playlist.parent / "init.mp4"),
-                peak_bps=peak,
-                average_bps=avg,
-            )
-        )
-    (hls / "master.m3u8").write_text(render_master(variants, audio), encoding="utf-8")
-
-
 def _publish(stage: Path, out_dir: Path) -> None:
     """Move verified outputs into place, replacing an earlier run's (whose manifest goes first:
     it must never describe outputs it did not see)."""
     (out_dir / "manifest.json").unlink(missing_ok=True)
-    for name in PUBLISHED:
+    for name in calls.PUBLISHED:
         src = stage / name
         if not src.exists():
             continue

@@ -1,0 +1,1 @@
+"""Hand-written revisions; a test checks that head matches ``vodforge.jobs.models``."""

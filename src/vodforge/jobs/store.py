@@ -1,0 +1,1075 @@
+"""The durable job store: one short transaction per call, on SQLite (embedded) or PostgreSQL.
+
+Workers, the API and the reaper share it across processes and hosts, and messages arrive at
+least once, so every write is safe to repeat: ``create_job`` collapses duplicate events, a
+duplicate ``finish_step`` is recognised by a conditional UPDATE, and the fan-in counter is a
+single ``UPDATE … SET done = done + 1 … RETURNING`` so exactly one finisher sees the group
+complete.
+
+Locking: a write on a job takes the job's row first (``SELECT … FOR UPDATE``, or an UPDATE of
+it, on PostgreSQL) and only then its steps, attempts and counters, always in that order, so two
+calls on one job never deadlock. SQLite has one writer at a time; write transactions open
+with ``BEGIN IMMEDIATE`` so they queue on ``busy_timeout`` instead of failing half-way when a
+read lock has to be upgraded. Connection failures and lock timeouts surface as ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self, cast
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Result,
+    case,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from vodforge.errors import ConfigError, InvalidTransition, JobError, JobNotFound, TransientError
+from vodforge.jobs.models import Attempt, DeadLetter, Event, Fanin, Job, Output, Step
+from vodforge.jobs.states import (
+    ACTIVE_STEP_STATES,
+    RESETTABLE_STEP_STATES,
+    TERMINAL_JOB_STATES,
+    AttemptOutcome,
+    DeadLetterState,
+    JobState,
+    StepState,
+    check_job_transition,
+    check_step_reset,
+    check_step_transition,
+)
+from vodforge.jobs.views import (
+    EVENT_OUTCOMES,
+    AttemptView,
+    DeadLetterView,
+    ErrorInfo,
+    EventRecord,
+    EventView,
+    JobSpec,
+    JobView,
+    OutputRecord,
+    StepFinish,
+    StepStart,
+    StepView,
+)
+
+__all__ = ["MIGRATIONS_DIR", "Clock", "JobStore", "utc_now"]
+
+Clock = Callable[[], datetime]
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: pg_advisory_xact_lock key serialising concurrent ``migrate()`` calls ("vfjobs").
+_MIGRATION_LOCK_KEY = 0x76666A6F6273
+_WRITE_OPTION = "vodforge_write"
+_TERMINAL = [s.value for s in TERMINAL_JOB_STATES]
+_FAILABLE_STEP_STATES = ACTIVE_STEP_STATES | {StepState.FAILED}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore:
+    """The job store behind one SQLAlchemy engine; thread-safe, one per process."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = utc_now,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._url = _engine_url(url)
+        self._engine = _create_engine(self._url, dict(connect_args or {}))
+        # On SQLite, sessions bound to the write engine open with BEGIN IMMEDIATE.
+        self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
+        self._reads = sessionmaker(self._engine, expire_on_commit=False)
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock = utc_now,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """Connect and bring the schema up to date: what a server or worker does at start."""
+        store = cls(url, clock=clock, connect_args=connect_args)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._url.get_backend_name()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        """``alembic upgrade head`` with the migrations shipped in this package."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with _map_db_errors(), self._write_engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two processes starting at once must not both create the tables.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # -- events and jobs ------------------------------------------------------------------
+
+    def record_event(self, ev: EventRecord) -> int:
+        """Log a storage event and what the runtime did with it; returns the event id."""
+        if ev.outcome not in EVENT_OUTCOMES:
+            raise JobError(
+                f"unknown event outcome {ev.outcome!r} (one of {sorted(EVENT_OUTCOMES)})"
+            )
+        row = Event(
+            received_at=self._now(),
+            event_time=ev.event_time,
+            bucket=ev.bucket,
+            key=ev.key,
+            etag=ev.etag,
+            size=ev.size,
+            event_name=ev.event_name,
+            record=ev.record,
+            job_id=ev.job_id,
+            outcome=ev.outcome,
+            detail=ev.detail,
+        )
+        with self._tx(write=True) as s:
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def create_job(self, spec: JobSpec) -> tuple[JobView, bool]:
+        """Create the job, or return the existing one with ``False`` (duplicate event)."""
+        now = self._now()
+        try:
+            with self._tx(write=True) as s:
+                existing = s.get(Job, spec.job_id)
+                if existing is not None:
+                    return _job_view(existing), False
+                job = Job(
+                    id=spec.job_id,
+                    bucket=spec.bucket,
+                    key=spec.key,
+                    etag=spec.etag,
+                    size=spec.size,
+                    preset=spec.preset,
+                    toolchain_id=spec.toolchain_id,
+                    owner=spec.owner,
+                    state=JobState.QUEUED.value,
+                    created_at=now,
+                    updated_at=now,
+                    started_at=None,
+                    finished_at=None,
+                    max_age_seconds=float(spec.max_age_seconds),
+                    plan=None,
+                    error_label=None,
+                    error_message=None,
+                    failed_step=None,
+                    manifest_key=None,
+                    cpu_seconds=0.0,
+                    progress=0.0,
+                )
+                s.add(job)
+                s.flush()
+                return _job_view(job), True
+        except IntegrityError:
+            # A concurrent duplicate inserted the same id between our check and our insert.
+            return self.get_job(spec.job_id), False
+
+    def get_job(self, job_id: str) -> JobView:
+        with self._tx(write=False) as s:
+            return _job_view(_job(s, job_id))
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        owner: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobView]:
+        """Newest first."""
+        stmt = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
+        if state is not None:
+            stmt = stmt.where(Job.state == JobState(state).value)
+        if owner is not None:
+            stmt = stmt.where(Job.owner == owner)
+        with self._tx(write=False) as s:
+            return [_job_view(j) for j in s.scalars(stmt.limit(limit).offset(offset))]
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """Every state, zeros included (dashboards and gauges want a stable set of keys)."""
+        counts = dict.fromkeys(JobState, 0)
+        with self._tx(write=False) as s:
+            for state, n in s.execute(select(Job.state, func.count()).group_by(Job.state)):
+                counts[JobState(state)] = int(n)
+        return counts
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def add_steps(
+        self,
+        job_id: str,
+        steps: Sequence[tuple[str, str]],
+        *,
+        plan: dict[str, Any] | None = None,
+    ) -> None:
+        """Add ``(name, lane)`` steps as pending; steps that exist are left untouched, so a
+        replanned duplicate message does not reset progress."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            known = set(s.scalars(select(Step.name).where(Step.job_id == job_id)))
+            for name, lane in steps:
+                if name in known:
+                    continue
+                known.add(name)
+                s.add(
+                    Step(
+                        job_id=job_id,
+                        name=name,
+                        lane=lane,
+                        state=StepState.PENDING.value,
+                        attempts=0,
+                        enqueued_at=None,
+                        started_at=None,
+                        finished_at=None,
+                        updated_at=now,
+                        wall_seconds=None,
+                        cpu_seconds=None,
+                        worker=None,
+                        progress=0.0,
+                        error_label=None,
+                        error_message=None,
+                        outputs=None,
+                    )
+                )
+            if plan is not None:
+                job.plan = plan
+            job.updated_at = now
+
+    def set_fanin(self, job_id: str, group: str, total: int) -> None:
+        """Declare a fan-in group of ``total`` steps; a repeat with the same total is a no-op."""
+        if total < 1:
+            raise JobError(f"fan-in {group} of job {job_id} needs at least one step, not {total}")
+        with self._tx(write=True) as s:
+            _job(s, job_id, lock=True)
+            fanin = s.get(Fanin, (job_id, group))
+            if fanin is None:
+                s.add(Fanin(job_id=job_id, group=group, total=total, done=0))
+            elif fanin.total != total:
+                raise JobError(
+                    f"fan-in {group} of job {job_id} already has {fanin.total} steps, not {total}"
+                )
+
+    # -- step lifecycle ---------------------------------------------------------------------
+
+    def mark_queued(self, job_id: str, step: str) -> None:
+        """The runtime sent the step's message: the step now waits in a queue."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            row = _step(s, job_id, step, lock=True)
+            check_step_transition(StepState(row.state), StepState.QUEUED, subject=_sub(row))
+            row.state = StepState.QUEUED.value
+            row.enqueued_at = now
+            row.updated_at = now
+            job.updated_at = now
+
+    def start_step(self, job_id: str, step: str, *, worker: str) -> StepStart | None:
+        """Begin an attempt, or None when there is nothing to do (step done, job terminal).
+
+        A step found ``running`` was being run by a worker that vanished (its message was
+        redelivered): that attempt is marked abandoned and a new one begins.
+        """
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state in TERMINAL_JOB_STATES:
+                return None
+            row = _step(s, job_id, step, lock=True)
+            step_state = StepState(row.state)
+            if step_state is StepState.SUCCEEDED:
+                return None
+            check_step_transition(step_state, StepState.RUNNING, subject=_sub(row))
+            if job_state is JobState.QUEUED:
+                check_job_transition(job_state, JobState.RUNNING, subject=f"job {job_id}")
+                job.state = JobState.RUNNING.value
+            if job.started_at is None:
+                job.started_at = now
+            job.updated_at = now
+            for previous in _running_attempts(s, job_id, step):
+                _close_attempt(previous, AttemptOutcome.ABANDONED, now)
+            row.state = StepState.RUNNING.value
+            row.attempts += 1
+            row.started_at = now
+            row.finished_at = None
+            row.updated_at = now
+            row.worker = worker
+            row.progress = 0.0
+            s.add(
+                Attempt(
+                    job_id=job_id,
+                    step=step,
+                    number=row.attempts,
+                    worker=worker,
+                    started_at=now,
+                    finished_at=None,
+                    outcome=AttemptOutcome.RUNNING.value,
+                    error_label=None,
+                    error_message=None,
+                    exit_code=None,
+                    stderr="",
+                    argv=None,
+                    toolchain_id=job.toolchain_id,
+                    wall_seconds=None,
+                    cpu_seconds=None,
+                )
+            )
+            s.flush()
+            return StepStart(attempt=row.attempts, job=_job_view(job))
+
+    def heartbeat(self, job_id: str, step: str, *, progress: float | None = None) -> None:
+        """Still alive: advances ``updated_at`` of the job and the running step (the reaper
+        watches it). Two UPDATEs, no reads."""
+        now = self._now()
+        values: dict[str, Any] = {"updated_at": now}
+        if progress is not None:
+            values["progress"] = min(1.0, max(0.0, progress))
+        with self._tx(write=True) as s:
+            touched = _rowcount(
+                s.execute(
+                    update(Job).where(Job.id == job_id).values(updated_at=now),
+                    execution_options=_NO_SYNC,
+                )
+            )
+            if touched == 0:
+                raise JobNotFound(f"no job {job_id}")
+            s.execute(
+                update(Step)
+                .where(
+                    Step.job_id == job_id,
+                    Step.name == step,
+                    Step.state == StepState.RUNNING.value,
+                )
+                .values(**values),
+                execution_options=_NO_SYNC,
+            )
+
+    def finish_step(
+        self,
+        job_id: str,
+        step: str,
+        *,
+        worker: str,
+        wall_seconds: float,
+        cpu_seconds: float,
+        outputs: dict[str, Any] | None = None,
+        fanin_group: str | None = None,
+    ) -> StepFinish:
+        """Record a success once. A redelivered duplicate gets ``newly_finished=False``; of the
+        steps of a fan-in group exactly one caller gets ``group_complete=True``."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            # Touch the job first: it takes the job's row lock before any step's (lock order).
+            touched = _rowcount(
+                s.execute(
+                    update(Job).where(Job.id == job_id).values(updated_at=now),
+                    execution_options=_NO_SYNC,
+                )
+            )
+            if touched == 0:
+                raise JobNotFound(f"no job {job_id}")
+            newly = (
+                _rowcount(
+                    s.execute(
+                        update(Step)
+                        .where(
+                            Step.job_id == job_id,
+                            Step.name == step,
+                            Step.state == StepState.RUNNING.value,
+                        )
+                        .values(
+                            state=StepState.SUCCEEDED.value,
+                            finished_at=now,
+                            updated_at=now,
+                            wall_seconds=wall_seconds,
+                            cpu_seconds=cpu_seconds,
+                            worker=worker,
+                            progress=1.0,
+                            outputs=outputs,
+                            error_label=None,
+                            error_message=None,
+                        ),
+                        execution_options=_NO_SYNC,
+                    )
+                )
+                == 1
+            )
+            if not newly:
+                current = s.scalar(
+                    select(Step.state).where(Step.job_id == job_id, Step.name == step)
+                )
+                if current is None:
+                    raise JobNotFound(f"job {job_id} has no step {step}")
+                if current != StepState.SUCCEEDED:
+                    check_step_transition(
+                        StepState(current), StepState.SUCCEEDED, subject=f"step {job_id}/{step}"
+                    )
+            attempt = s.scalars(
+                select(Attempt)
+                .where(Attempt.job_id == job_id, Attempt.step == step, Attempt.worker == worker)
+                .order_by(Attempt.number.desc())
+                .limit(1)
+            ).first()
+            if attempt is not None and attempt.outcome in {
+                AttemptOutcome.RUNNING,
+                AttemptOutcome.ABANDONED,
+            }:
+                # Even a redundant run finished: its attempt says so.
+                _close_attempt(attempt, AttemptOutcome.SUCCEEDED, now)
+                attempt.wall_seconds = wall_seconds
+                attempt.cpu_seconds = cpu_seconds
+            if not newly:
+                return StepFinish(newly_finished=False, group_complete=False)
+            total, done = s.execute(
+                select(
+                    func.count(),
+                    func.sum(case((Step.state == StepState.SUCCEEDED.value, 1), else_=0)),
+                ).where(Step.job_id == job_id)
+            ).one()
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    cpu_seconds=Job.cpu_seconds + cpu_seconds,
+                    # 1.0 is reserved for complete_job: published, not merely computed.
+                    progress=min(0.99, int(done or 0) / max(1, int(total))),
+                ),
+                execution_options=_NO_SYNC,
+            )
+            complete = False
+            if fanin_group is not None:
+                complete = _count_fanin(s, job_id, fanin_group)
+            return StepFinish(newly_finished=True, group_complete=complete)
+
+    def fail_attempt(self, job_id: str, step: str, *, error: ErrorInfo, will_retry: bool) -> None:
+        """Close the running attempt with its error; the step waits for a retry or has failed."""
+        now = self._now()
+        target = StepState.RETRYING if will_retry else StepState.FAILED
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            row = _step(s, job_id, step, lock=True)
+            check_step_transition(StepState(row.state), target, subject=_sub(row))
+            running = _running_attempts(s, job_id, step)
+            mine = [a for a in running if a.worker == error.worker]
+            for attempt in (mine or running)[-1:]:
+                outcome = AttemptOutcome.RETRYING if will_retry else AttemptOutcome.FAILED
+                _close_attempt(attempt, outcome, now, error=error)
+            row.state = target.value
+            row.error_label = error.label
+            row.error_message = error.message
+            row.updated_at = now
+            if target is StepState.FAILED:
+                row.finished_at = now
+            job.updated_at = now
+
+    def fail_job(self, job_id: str, step: str, *, error: ErrorInfo) -> DeadLetterView:
+        """Fail the job at ``step`` and write a dead letter with the step's attempt history.
+
+        Repeating it (a redelivered message) returns the open dead letter already written. Only
+        a step in flight (queued, running, retrying) becomes failed; one the job does not have
+        (it failed before planning) or that is not in flight (a job-level failure such as
+        expiry, named after a succeeded or pending step) keeps its own truthful record.
+        """
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state is JobState.FAILED:
+                existing = s.scalars(
+                    select(DeadLetter)
+                    .where(
+                        DeadLetter.job_id == job_id,
+                        DeadLetter.step == step,
+                        DeadLetter.state == DeadLetterState.OPEN.value,
+                    )
+                    .order_by(DeadLetter.created_at.desc())
+                    .limit(1)
+                ).first()
+                if existing is not None:
+                    return _dead_letter_view(existing)
+            check_job_transition(job_state, JobState.FAILED, subject=f"job {job_id}")
+            row = s.get(Step, (job_id, step), with_for_update=True)
+            if row is not None and StepState(row.state) in _FAILABLE_STEP_STATES:
+                if row.state != StepState.FAILED:
+                    check_step_transition(StepState(row.state), StepState.FAILED, subject=_sub(row))
+                    row.state = StepState.FAILED.value
+                    row.finished_at = now
+                row.error_label = error.label
+                row.error_message = error.message
+                row.updated_at = now
+                for attempt in _running_attempts(s, job_id, step):
+                    _close_attempt(attempt, AttemptOutcome.FAILED, now, error=error)
+            job.state = JobState.FAILED.value
+            job.error_label = error.label
+            job.error_message = error.message
+            job.failed_step = step
+            job.finished_at = now
+            job.updated_at = now
+            s.flush()
+            history = list(
+                s.scalars(
+                    select(Attempt)
+                    .where(Attempt.job_id == job_id, Attempt.step == step)
+                    .order_by(Attempt.number, Attempt.id)
+                )
+            )
+            # A summary error (no evidence of its own) borrows the last attempt's evidence.
+            last = history[-1] if history else None
+            argv = list(error.argv) if error.argv is not None else (last.argv if last else None)
+            letter = DeadLetter(
+                id=uuid.uuid4().hex,
+                job_id=job_id,
+                step=step,
+                created_at=now,
+                error_label=error.label,
+                message=error.message,
+                argv=argv,
+                exit_code=error.exit_code
+                if error.exit_code is not None
+                else (last.exit_code if last else None),
+                stderr=error.stderr or (last.stderr if last else ""),
+                toolchain_id=error.toolchain_id or job.toolchain_id,
+                worker=error.worker,
+                attempts=[_attempt_view(a).to_dict() for a in history],
+                state=DeadLetterState.OPEN.value,
+                replayed_at=None,
+                replay_count=0,
+            )
+            s.add(letter)
+            s.flush()
+            return _dead_letter_view(letter)
+
+    def complete_job(
+        self, job_id: str, *, outputs: Sequence[OutputRecord], manifest_key: str
+    ) -> JobView:
+        """Published: the job succeeded with these outputs (replacing any recorded before).
+        Repeating it with the same manifest key returns the job unchanged."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
+                return _job_view(job)
+            check_job_transition(job_state, JobState.SUCCEEDED, subject=f"job {job_id}")
+            job.state = JobState.SUCCEEDED.value
+            job.finished_at = now
+            job.updated_at = now
+            job.progress = 1.0
+            job.manifest_key = manifest_key
+            s.execute(delete(Output).where(Output.job_id == job_id), execution_options=_NO_SYNC)
+            by_key = {o.key: o for o in outputs}  # last one wins, as in the object store
+            for o in by_key.values():
+                s.add(Output(job_id=job_id, key=o.key, size=o.size, sha256=o.sha256, kind=o.kind))
+            s.flush()
+            return _job_view(job)
+
+    def cancel_job(self, job_id: str) -> JobView:
+        """Stop the job: workers get None from ``start_step``. Cancelling twice is a no-op."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state is not JobState.CANCELLED:
+                check_job_transition(job_state, JobState.CANCELLED, subject=f"job {job_id}")
+                job.state = JobState.CANCELLED.value
+                job.finished_at = now
+                job.updated_at = now
+            return _job_view(job)
+
+    def requeue(self, job_id: str) -> list[str]:
+        """Put a failed or cancelled job back to queued; returns the steps still to run.
+
+        Steps that did not succeed go back to ``pending`` (in-flight attempts are abandoned);
+        succeeded steps and their fan-in counts are kept, so only the missing work is redone. An
+        empty list means the job never got a plan: the runtime starts it from the beginning.
+        Open dead letters stay open until ``mark_replayed``.
+        """
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state not in {JobState.FAILED, JobState.CANCELLED}:
+                raise InvalidTransition(
+                    f"job {job_id}: only a failed or cancelled job can be requeued, not {job_state}"
+                )
+            check_job_transition(job_state, JobState.QUEUED, subject=f"job {job_id}")
+            rows = list(s.scalars(select(Step).where(Step.job_id == job_id).order_by(Step.name)))
+            for row in rows:
+                state = StepState(row.state)
+                if state in RESETTABLE_STEP_STATES:
+                    check_step_reset(state, subject=_sub(row))
+                    row.state = StepState.PENDING.value
+                    row.attempts = 0  # a fresh attempt budget; the history stays in attempts
+                    row.finished_at = None
+                    row.progress = 0.0
+                    row.error_label = None
+                    row.error_message = None
+                    row.updated_at = now
+            for attempt in s.scalars(
+                select(Attempt).where(
+                    Attempt.job_id == job_id, Attempt.outcome == AttemptOutcome.RUNNING.value
+                )
+            ):
+                _close_attempt(attempt, AttemptOutcome.ABANDONED, now)
+            job.state = JobState.QUEUED.value
+            job.error_label = None
+            job.error_message = None
+            job.failed_step = None
+            job.finished_at = None
+            job.requeued_at = now
+            job.updated_at = now
+            return [r.name for r in rows if r.state != StepState.SUCCEEDED]
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def list_dead_letters(
+        self, *, state: str | None = "open", limit: int = 50, offset: int = 0
+    ) -> list[DeadLetterView]:
+        """Newest first; ``state=None`` lists open and replayed ones."""
+        stmt = select(DeadLetter).order_by(DeadLetter.created_at.desc(), DeadLetter.id)
+        if state is not None:
+            stmt = stmt.where(DeadLetter.state == _dead_letter_state(state).value)
+        with self._tx(write=False) as s:
+            return [_dead_letter_view(d) for d in s.scalars(stmt.limit(limit).offset(offset))]
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetterView:
+        with self._tx(write=False) as s:
+            return _dead_letter_view(_dead_letter(s, dead_letter_id))
+
+    def mark_replayed(self, dead_letter_id: str) -> DeadLetterView:
+        """The operator replayed it (after ``requeue``); counts replays of the same letter."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            letter = _dead_letter(s, dead_letter_id, lock=True)
+            letter.state = DeadLetterState.REPLAYED.value
+            letter.replayed_at = now
+            letter.replay_count += 1
+            s.flush()
+            return _dead_letter_view(letter)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def steps(self, job_id: str) -> list[StepView]:
+        """The job's steps by name (``JobNotFound`` for an unknown job)."""
+        with self._tx(write=False) as s:
+            _job(s, job_id)
+            rows = s.scalars(select(Step).where(Step.job_id == job_id).order_by(Step.name))
+            return [_step_view(r) for r in rows]
+
+    def attempts(self, job_id: str, step: str | None = None) -> list[AttemptView]:
+        """Attempts in the order they began."""
+        stmt = select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.id)
+        if step is not None:
+            stmt = stmt.where(Attempt.step == step)
+        with self._tx(write=False) as s:
+            _job(s, job_id)
+            return [_attempt_view(a) for a in s.scalars(stmt)]
+
+    def outputs(self, job_id: str) -> list[OutputRecord]:
+        with self._tx(write=False) as s:
+            _job(s, job_id)
+            rows = s.scalars(select(Output).where(Output.job_id == job_id).order_by(Output.key))
+            return [
+                OutputRecord(key=o.key, size=o.size, sha256=o.sha256, kind=o.kind) for o in rows
+            ]
+
+    def events(self, limit: int = 50) -> list[EventView]:
+        """The most recent storage events, newest first."""
+        with self._tx(write=False) as s:
+            rows = s.scalars(select(Event).order_by(Event.id.desc()).limit(limit))
+            return [_event_view(e) for e in rows]
+
+    # -- the reaper's questions -------------------------------------------------------------
+
+    def stale_steps(self, *, older_than: timedelta) -> list[StepView]:
+        """Queued, running or retrying steps of live jobs that nobody touched since the cutoff:
+        a lost message or a dead worker. Oldest first."""
+        cutoff = self._now() - older_than
+        stmt = (
+            select(Step)
+            .join(Job, Job.id == Step.job_id)
+            .where(
+                Step.state.in_([s.value for s in ACTIVE_STEP_STATES]),
+                Step.updated_at < cutoff,
+                Job.state.not_in(_TERMINAL),
+            )
+            .order_by(Step.updated_at, Step.job_id, Step.name)
+        )
+        with self._tx(write=False) as s:
+            return [_step_view(r) for r in s.scalars(stmt)]
+
+    def stalled_jobs(self, *, older_than: timedelta) -> list[JobView]:
+        """Jobs accepted before the cutoff that never got a plan (the first message was lost)."""
+        cutoff = self._now() - older_than
+        stmt = (
+            select(Job)
+            .where(
+                Job.state == JobState.QUEUED.value,
+                Job.created_at < cutoff,
+                ~exists().where(Step.job_id == Job.id),
+            )
+            .order_by(Job.created_at)
+        )
+        with self._tx(write=False) as s:
+            return [_job_view(j) for j in s.scalars(stmt)]
+
+    def expired_jobs(self) -> list[JobView]:
+        """Live jobs older than their ``max_age_seconds`` (checked here, not in SQL: date
+        arithmetic differs between SQLite and PostgreSQL, and live jobs are few)."""
+        now = self._now()
+        stmt = select(Job).where(Job.state.not_in(_TERMINAL)).order_by(Job.created_at)
+        with self._tx(write=False) as s:
+            return [
+                _job_view(j)
+                for j in s.scalars(stmt)
+                if (j.requeued_at or j.created_at) + timedelta(seconds=j.max_age_seconds) < now
+            ]
+
+    def step_durations(self, *, since: datetime | None = None) -> list[tuple[str, str, float]]:
+        """``(toolchain_id, step kind, wall seconds)`` of succeeded steps; the kind is the name
+        before ``:`` (``encode:0003`` -> ``encode``), for metrics and rollout comparisons."""
+        stmt = (
+            select(Job.toolchain_id, Step.name, Step.wall_seconds)
+            .join(Job, Job.id == Step.job_id)
+            .where(Step.state == StepState.SUCCEEDED.value, Step.wall_seconds.is_not(None))
+            .order_by(Step.finished_at)
+        )
+        if since is not None:
+            stmt = stmt.where(Step.finished_at >= _aware(since, "since"))
+        with self._tx(write=False) as s:
+            return [
+                (toolchain, name.split(":", 1)[0], float(wall))
+                for toolchain, name, wall in s.execute(stmt)
+                if wall is not None
+            ]
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return _aware(self._clock(), "clock")
+
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Session]:
+        """One short transaction; commits on success, rolls back on any exception."""
+        factory = self._writes if write else self._reads
+        with _map_db_errors(), factory.begin() as session:
+            yield session
+
+
+# -- module helpers --------------------------------------------------------------------------
+
+#: Core-style UPDATEs through the session: nothing loaded needs refreshing.
+_NO_SYNC: dict[str, Any] = {"synchronize_session": False}
+
+
+def _engine_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in {"sqlite", "postgresql"}:
+        raise ConfigError(f"job store URL must be sqlite:/// or postgresql://, not {backend}://")
+    return parsed
+
+
+def _create_engine(url: URL, connect_args: dict[str, Any]) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    engine = create_engine(url, connect_args=connect_args)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # We emit BEGIN ourselves (below); sqlite3's own transaction handling would not
+        # begin before SELECTs and cannot be told to take the write lock up front.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def _map_db_errors() -> Iterator[None]:
+    """The one boundary where database errors become vodforge errors."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise TransientError(f"job store unavailable: {_one_line(exc)}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise TransientError(f"job store unavailable: {_one_line(exc)}") from exc
+        raise
+    except PoolTimeout as exc:
+        raise TransientError(f"job store busy: no free connection ({exc})") from exc
+
+
+def _one_line(exc: DBAPIError) -> str:
+    return " ".join(str(exc.orig).split())[:500]
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise ConfigError(f"{what} gave a naive datetime ({value.isoformat()}); use UTC-aware ones")
+    return value.astimezone(UTC)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _sub(row: Step) -> str:
+    return f"step {row.job_id}/{row.name}"
+
+
+def _dead_letter_state(state: str) -> DeadLetterState:
+    try:
+        return DeadLetterState(state)
+    except ValueError:
+        raise JobError(
+            f"unknown dead letter state {state!r} (one of {[s.value for s in DeadLetterState]})"
+        ) from None
+
+
+def _job(s: Session, job_id: str, *, lock: bool = False) -> Job:
+    job = s.get(Job, job_id, with_for_update=lock or None)
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
+def _step(s: Session, job_id: str, name: str, *, lock: bool = False) -> Step:
+    row = s.get(Step, (job_id, name), with_for_update=lock or None)
+    if row is None:
+        raise JobNotFound(f"job {job_id} has no step {name}")
+    return row
+
+
+def _dead_letter(s: Session, dead_letter_id: str, *, lock: bool = False) -> DeadLetter:
+    letter = s.get(DeadLetter, dead_letter_id, with_for_update=lock or None)
+    if letter is None:
+        raise JobNotFound(f"no dead letter {dead_letter_id}")
+    return letter
+
+
+def _running_attempts(s: Session, job_id: str, step: str) -> list[Attempt]:
+    return list(
+        s.scalars(
+            select(Attempt)
+            .where(
+                Attempt.job_id == job_id,
+                Attempt.step == step,
+                Attempt.outcome == AttemptOutcome.RUNNING.value,
+            )
+            .order_by(Attempt.number, Attempt.id)
+        )
+    )
+
+
+def _close_attempt(
+    attempt: Attempt, outcome: AttemptOutcome, now: datetime, *, error: ErrorInfo | None = None
+) -> None:
+    attempt.outcome = outcome.value
+    attempt.finished_at = now
+    attempt.wall_seconds = max(0.0, (now - attempt.started_at).total_seconds())
+    if error is not None:
+        attempt.error_label = error.label
+        attempt.error_message = error.message
+        attempt.exit_code = error.exit_code
+        attempt.stderr = error.stderr
+        attempt.argv = list(error.argv) if error.argv is not None else None
+        attempt.toolchain_id = error.toolchain_id or attempt.toolchain_id
+
+
+def _count_fanin(s: Session, job_id: str, group: str) -> bool:
+    """Atomically count one more finished step; True for the increment that completes it."""
+    row = s.execute(
+        update(Fanin)
+        .where(Fanin.job_id == job_id, Fanin.group == group, Fanin.done < Fanin.total)
+        .values(done=Fanin.done + 1)
+        .returning(Fanin.done, Fanin.total),
+        execution_options=_NO_SYNC,
+    ).one_or_none()
+    if row is not None:
+        done, total = row
+        return bool(done == total)
+    fanin = s.get(Fanin, (job_id, group))
+    if fanin is None:
+        raise JobNotFound(f"job {job_id} has no fan-in group {group}")
+    raise JobError(f"fan-in {group} of job {job_id} is already complete ({fanin.total} steps)")
+
+
+def _job_view(j: Job) -> JobView:
+    return JobView(
+        id=j.id,
+        bucket=j.bucket,
+        key=j.key,
+        etag=j.etag,
+        size=j.size,
+        preset=j.preset,
+        toolchain_id=j.toolchain_id,
+        owner=j.owner,
+        state=JobState(j.state),
+        created_at=j.created_at,
+        updated_at=j.updated_at,
+        started_at=j.started_at,
+        finished_at=j.finished_at,
+        requeued_at=j.requeued_at,
+        max_age_seconds=j.max_age_seconds,
+        plan=j.plan,
+        error_label=j.error_label,
+        error_message=j.error_message,
+        failed_step=j.failed_step,
+        manifest_key=j.manifest_key,
+        cpu_seconds=j.cpu_seconds,
+        progress=j.progress,
+    )
+
+
+def _step_view(r: Step) -> StepView:
+    return StepView(
+        job_id=r.job_id,
+        name=r.name,
+        lane=r.lane,
+        state=StepState(r.state),
+        attempts=r.attempts,
+        enqueued_at=r.enqueued_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        updated_at=r.updated_at,
+        wall_seconds=r.wall_seconds,
+        cpu_seconds=r.cpu_seconds,
+        worker=r.worker,
+        progress=r.progress,
+        error_label=r.error_label,
+        error_message=r.error_message,
+        outputs=r.outputs,
+    )
+
+
+def _attempt_view(a: Attempt) -> AttemptView:
+    return AttemptView(
+        id=a.id,
+        job_id=a.job_id,
+        step=a.step,
+        number=a.number,
+        worker=a.worker,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        outcome=AttemptOutcome(a.outcome),
+        error_label=a.error_label,
+        error_message=a.error_message,
+        exit_code=a.exit_code,
+        stderr=a.stderr,
+        argv=tuple(a.argv) if a.argv is not None else None,
+        toolchain_id=a.toolchain_id,
+        wall_seconds=a.wall_seconds,
+        cpu_seconds=a.cpu_seconds,
+    )
+
+
+def _dead_letter_view(d: DeadLetter) -> DeadLetterView:
+    return DeadLetterView(
+        id=d.id,
+        job_id=d.job_id,
+        step=d.step,
+        created_at=d.created_at,
+        error_label=d.error_label,
+        message=d.message,
+        argv=tuple(d.argv) if d.argv is not None else None,
+        exit_code=d.exit_code,
+        stderr=d.stderr,
+        toolchain_id=d.toolchain_id,
+        worker=d.worker,
+        attempts=tuple(d.attempts),
+        state=DeadLetterState(d.state),
+        replayed_at=d.replayed_at,
+        replay_count=d.replay_count,
+    )
+
+
+def _event_view(e: Event) -> EventView:
+    return EventView(
+        id=e.id,
+        received_at=e.received_at,
+        event_time=e.event_time,
+        bucket=e.bucket,
+        key=e.key,
+        etag=e.etag,
+        size=e.size,
+        event_name=e.event_name,
+        record=e.record,
+        job_id=e.job_id,
+        outcome=e.outcome,
+        detail=e.detail,
+    )

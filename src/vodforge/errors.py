@@ -12,13 +12,13 @@ transient ones are retried with backoff.
     │   ├── NotMediaError           no demuxer recognises it / random bytes
     │   ├── NoVideoStream           audio-only or data-only file
     │   ├── CorruptInput            truncated or undecodable
-    │   └── UnsupportedInput        a playlist, concat script or other refused container
+    │   ├── UnsupportedInput        a playlist, concat script or other refused container
+    │   └── InvalidKey              an object key that escapes its root / has control characters
     ├── ToolchainError              permanent *for this toolchain*                 (permanent)
     │   ├── ToolchainNotFound       the pinned binary is missing
     │   ├── ToolchainDrift          the binary no longer matches its fingerprint
     │   ├── MissingCapability       an encoder or filter the pipeline needs is absent
     │   └── ToolchainCrash          ffmpeg died of SIGSEGV/SIGABRT/SIGILL, or rejected our argv
-    │   └── InvalidKey              an object key that escapes its root / has control characters
     ├── VerificationError           an output failed verification; nothing is published
     ├── StorageError                the object store refused or lost something     (permanent)
     │   └── ObjectNotFound          no object at that key

@@ -49,6 +49,10 @@ toolchain_app = typer.Typer(help="The pinned ffmpeg: check and inspect it.", no_
 presets_app = typer.Typer(help="Encoding presets.", no_args_is_help=True)
 app.add_typer(toolchain_app, name="toolchain")
 app.add_typer(presets_app, name="presets")
+jobs_app = typer.Typer(help="Jobs in the job store.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(dlq_app, name="dlq")
 
 err = Console(stderr=True)
 out = Console()
@@ -308,6 +312,234 @@ def presets_show(name: Annotated[str, typer.Argument(help="Preset name or TOML p
 
     preset = _guard(lambda: load_preset(name))
     out.print_json(preset.model_dump_json())
+
+
+# ---------------------------------------------------------------------------------------------
+# runtime
+
+
+@app.command()
+def serve(
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (0: API only). Default from settings.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (0: any free port).")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP bind address.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
+) -> None:
+    """Run everything: broker, workers, watch folder, reaper and the HTTP server."""
+    from vodforge.runtime.serve import serve as run_serve  # noqa: PLC0415
+
+    settings = Settings()
+    update: dict[str, Any] = {}
+    if port is not None:
+        update["http_port"] = port
+    if host is not None:
+        update["http_host"] = host
+    if data_dir is not None:
+        update["data_dir"] = data_dir
+    settings = settings.model_copy(update=update)
+    _guard(lambda: _toolchain(settings, None))
+    _guard(lambda: run_serve(settings, workers=workers))
+
+
+@app.command()
+def worker(
+    lanes: Annotated[str, typer.Option(help="Lanes to consume, comma-separated.")] = "quick,long",
+) -> None:
+    """Run one worker process (scale out: as many as you like, on any host)."""
+    from vodforge.pipeline.dag import Lane  # noqa: PLC0415
+    from vodforge.runtime.worker import run_worker  # noqa: PLC0415
+
+    settings = Settings()
+
+    def go() -> None:
+        chosen = [Lane(x.strip()) for x in lanes.split(",") if x.strip()]
+        run_worker(settings, broker_url=_broker_url(settings), lanes=chosen)
+
+    _guard(go)
+
+
+def _broker_url(settings: Settings) -> str:
+    if settings.broker_url:
+        return settings.broker_url
+    socket = (settings.data_dir / "broker" / "redis.sock").resolve()
+    if socket.exists():
+        return f"unix://{socket}"
+    raise ConfigError(
+        "no broker: start `vodforge serve` (embedded broker) or set VODFORGE_BROKER_URL"
+    )
+
+
+def _job_store(settings: Settings) -> Any:
+    from vodforge.jobs import JobStore  # noqa: PLC0415
+
+    return JobStore.open(settings.resolved_database_url)
+
+
+def _sender_runtime(settings: Settings) -> Any:
+    from vodforge.runtime.app import build_runtime  # noqa: PLC0415
+
+    return build_runtime(settings, broker_url=_broker_url(settings), worker=False)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Jobs: state, progress, duration, toolchain."""
+    from vodforge.jobs import JobState  # noqa: PLC0415
+
+    def go() -> None:
+        try:
+            wanted = JobState(state) if state else None
+        except ValueError:
+            raise ConfigError(
+                f"unknown state {state!r}: one of {', '.join(s.value for s in JobState)}"
+            ) from None
+        store = _job_store(Settings())
+        try:
+            jobs = store.list_jobs(state=wanted, limit=limit)
+        finally:
+            store.close()
+        if as_json:
+            out.print_json(json.dumps([j.to_dict() for j in jobs]))
+            return
+        table = Table("job", "state", "progress", "seconds", "preset", "key", "toolchain")
+        for j in jobs:
+            end = j.finished_at or j.updated_at
+            table.add_row(
+                j.id,
+                str(j.state),
+                f"{100 * (j.progress or 0):.0f}%",
+                f"{(end - j.created_at).total_seconds():.1f}",
+                j.preset,
+                j.key,
+                j.toolchain_id,
+            )
+        out.print(table)
+
+    _guard(go)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """One job: steps, attempts, outputs, errors."""
+
+    def go() -> None:
+        store = _job_store(Settings())
+        try:
+            job = store.get_job(job_id)
+            steps = store.steps(job_id)
+            attempts = store.attempts(job_id)
+            outputs = store.outputs(job_id)
+        finally:
+            store.close()
+        body = {
+            "job": job.to_dict(),
+            "steps": [s.to_dict() for s in steps],
+            "attempts": [a.to_dict() for a in attempts],
+            "outputs": [o.to_dict() for o in outputs],
+        }
+        if as_json:
+            out.print_json(json.dumps(body))
+            return
+        out.print(f"[bold]{job.id}[/] {job.state}  {job.bucket}/{job.key}  preset {job.preset}")
+        if job.error_message:
+            out.print(
+                f"[red]error[/] ({job.error_label}) in {job.failed_step}: {job.error_message}"
+            )
+        table = Table("step", "lane", "state", "attempts", "wall s", "cpu s", "worker")
+        for s in steps:
+            table.add_row(
+                s.name,
+                s.lane,
+                str(s.state),
+                str(s.attempts),
+                f"{s.wall_seconds or 0:.2f}",
+                f"{s.cpu_seconds or 0:.2f}",
+                s.worker or "",
+            )
+        out.print(table)
+        out.print(f"{len(outputs)} outputs; manifest: {job.manifest_key or '-'}")
+
+    _guard(go)
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Run a failed or cancelled job again from its first unfinished step."""
+    from vodforge.runtime.control import retry_job  # noqa: PLC0415
+
+    def go() -> None:
+        rt = _sender_runtime(Settings())
+        try:
+            sent = retry_job(rt.jobs, rt.dispatcher, job_id)
+        finally:
+            rt.close()
+        out.print(f"{job_id}: re-sent {', '.join(sent) or 'nothing'}")
+
+    _guard(go)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Cancel a job: steps not yet started are skipped."""
+
+    def go() -> None:
+        store = _job_store(Settings())
+        try:
+            job = store.cancel_job(job_id)
+        finally:
+            store.close()
+        out.print(f"{job.id}: {job.state}")
+
+    _guard(go)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    all_letters: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Dead letters: the job, the step, the error and its stderr."""
+
+    def go() -> None:
+        store = _job_store(Settings())
+        try:
+            letters = store.list_dead_letters(state=None if all_letters else "open", limit=500)
+        finally:
+            store.close()
+        if as_json:
+            out.print_json(json.dumps([d.to_dict() for d in letters]))
+            return
+        table = Table("id", "job", "step", "label", "message", "state")
+        for d in letters:
+            table.add_row(d.id, d.job_id, d.step, d.error_label, d.message[:120], d.state)
+        out.print(table)
+
+    _guard(go)
+
+
+@dlq_app.command("replay")
+def dlq_replay(letter_id: Annotated[str, typer.Argument(help="Dead letter id.")]) -> None:
+    """Re-run the dead-lettered job from the step that failed."""
+    from vodforge.runtime.control import replay_dead_letter  # noqa: PLC0415
+
+    def go() -> None:
+        rt = _sender_runtime(Settings())
+        try:
+            letter = replay_dead_letter(rt.jobs, rt.dispatcher, letter_id)
+        finally:
+            rt.close()
+        out.print(f"replayed {letter.id}: job {letter.job_id} re-queued")
+
+    _guard(go)
 
 
 @app.callback(invoke_without_command=True)

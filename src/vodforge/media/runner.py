@@ -10,6 +10,7 @@ attached. ``RecordingRunner`` is the test fake.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -83,6 +84,16 @@ class Deadline:
         return self.base + self.per_media_second * max(0.0, call.media_seconds)
 
 
+def _die_with_parent() -> None:
+    """In the child between fork and exec: PR_SET_PDEATHSIG(SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class _Watchdog:
     """Kills the call's process group when it passes its deadline or stops making progress
     (no ``-progress`` block for ``stall_seconds``: a hung decoder, a blocked pipe)."""
@@ -130,8 +141,12 @@ class SubprocessRunner:
         deadline: Deadline | None = None,
         check_drift: bool = True,
         stall_seconds: float | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.toolchain = toolchain
+        #: Linux: the kernel SIGKILLs ffmpeg if the thread that started it dies (a worker killed
+        #: with SIGKILL must not leave an orphan encode running).
+        self.die_with_parent = die_with_parent
         self.deadline = deadline or Deadline()
         self.check_drift = check_drift
         #: Kill a call that reports no progress for this long (None: only the deadline applies).
@@ -154,6 +169,7 @@ class SubprocessRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: a timeout kills everything it started
+            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
             text=True,
             errors="replace",
         )

@@ -1,0 +1,337 @@
+"""The steps of a job as functions of object keys to object keys.
+
+Each step reads its inputs from the object store, works in a worker-local scratch folder, and
+writes its outputs to deterministic keys with atomic puts, so running a step twice (at-least-once
+delivery, a crash, a replay) writes the same bytes to the same keys. No step knows which executor
+runs it (Dramatiq actor, a test calling it directly, a Lambda handler).
+
+Keys of job ``J``::
+
+    work/J/chunks/c0000_720p.mp4 …   encode steps
+    work/J/audio.m4a                 audio
+    work/J/previews/…                previews
+    work/J/stage/{hls,mp4}/…         package
+    work/J/calls/<step>.json         every step's ffmpeg calls (argv, exit, wall, CPU) → manifest
+    outputs/J/{hls,mp4,previews}/…   verify publishes here, manifest.json last
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vodforge.media.plan import JobPlan, plan_job
+from vodforge.media.presets import load_preset
+from vodforge.media.probe import probe
+from vodforge.media.progress import Progress
+from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
+from vodforge.media.toolchain import sha256_file
+from vodforge.pipeline import calls, dag
+from vodforge.storage import ObjectStore
+
+ProgressSink = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a step needs to know about its job: carried in every message (keys, never bytes)."""
+
+    job_id: str
+    source_key: str
+    preset: str
+    #: Planning inputs, fixed when the job is created so every worker derives the same plan.
+    chunk_seconds: float | None = None
+    plan_workers: int = 2
+
+    @property
+    def work(self) -> str:
+        return f"work/{self.job_id}/"
+
+    @property
+    def outputs(self) -> str:
+        return f"outputs/{self.job_id}/"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "source_key": self.source_key,
+            "preset": self.preset,
+            "chunk_seconds": self.chunk_seconds,
+            "plan_workers": self.plan_workers,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRef:
+        return cls(
+            job_id=str(data["job_id"]),
+            source_key=str(data["source_key"]),
+            preset=str(data["preset"]),
+            chunk_seconds=data.get("chunk_seconds"),
+            plan_workers=int(data.get("plan_workers", 2)),
+        )
+
+
+@dataclass
+class StepContext:
+    """The seams a step runs against."""
+
+    store: ObjectStore
+    runner: FfmpegRunner
+    scratch: Path
+    toolchain_fingerprint: dict[str, Any]
+    host: str
+    #: Threads per ffmpeg (x264) in a chunk encode; chunks parallelise across workers instead.
+    encode_threads: int = 1
+    verify_workers: int = 1
+
+
+@dataclass
+class StepResult:
+    outputs: dict[str, Any] = field(default_factory=dict)
+    records: list[CallRecord] = field(default_factory=list)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(r.cpu_seconds for r in self.records)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    plan: JobPlan
+    specs: list[dag.StepSpec]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _scratch(ctx: StepContext, ref: JobRef) -> Path:
+    path = ctx.scratch / ref.job_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _workdir(ctx: StepContext, ref: JobRef, name: str) -> Iterator[Path]:
+    """A fresh private folder for one step run, removed afterwards."""
+    path = _scratch(ctx, ref) / f"{name.replace(':', '_')}-{time.monotonic_ns()}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def source_path(ctx: StepContext, ref: JobRef) -> Path:
+    """The source as a local file: in place for a local store, else downloaded once per worker."""
+    local = ctx.store.local_path(ref.source_key)
+    if local is not None:
+        return local
+    suffix = PurePosixPath(ref.source_key).suffix[:12]
+    cached = _scratch(ctx, ref) / f"source{suffix}"
+    if not cached.exists():
+        ctx.store.get_file(ref.source_key, cached)
+    return cached
+
+
+def local_input(ctx: StepContext, ref: JobRef, key: str, into: Path) -> Path:
+    local = ctx.store.local_path(key)
+    if local is not None:
+        return local
+    dest = into / PurePosixPath(key).name
+    ctx.store.get_file(key, dest)
+    return dest
+
+
+def load_plan(ctx: StepContext, ref: JobRef) -> JobPlan:
+    """Probe and plan (pure and deterministic), so every worker derives the same plan."""
+    info = probe(source_path(ctx, ref))
+    preset = load_preset(ref.preset)
+    return plan_job(info, preset, workers=ref.plan_workers, chunk_seconds=ref.chunk_seconds)
+
+
+def _run(
+    ctx: StepContext, call: FfmpegCall, result: StepResult, progress: ProgressSink | None
+) -> None:
+    def on_progress(p: Progress) -> None:
+        if progress is not None and call.media_seconds > 0:
+            progress(min(1.0, p.out_seconds / call.media_seconds))
+
+    result.records.append(ctx.runner.run(call, on_progress))
+
+
+def _save_calls(ctx: StepContext, ref: JobRef, step: str, result: StepResult) -> None:
+    body = json.dumps([r.to_dict() for r in result.records], indent=1).encode()
+    ctx.store.put_bytes(f"{ref.work}calls/{step.replace(':', '_')}.json", body)
+
+
+def _put_tree(ctx: StepContext, root: Path, prefix: str) -> list[str]:
+    keys = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = prefix + path.relative_to(root).as_posix()
+        ctx.store.put_file(key, path)
+        keys.append(key)
+    return keys
+
+
+def _get_tree(ctx: StepContext, prefix: str, dest: Path) -> None:
+    for obj in ctx.store.list(prefix):
+        target = dest / obj.key.removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ctx.store.get_file(obj.key, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def run_probe(ctx: StepContext, ref: JobRef) -> ProbeResult:
+    plan = load_plan(ctx, ref)
+    specs = dag.job_steps(
+        chunks=len(plan.chunks.chunks),
+        has_audio=plan.has_audio,
+        has_previews=plan.previews is not None,
+    )
+    return ProbeResult(plan, specs)
+
+
+def run_encode(
+    ctx: StepContext, ref: JobRef, chunk_index: int, progress: ProgressSink | None = None
+) -> StepResult:
+    plan = load_plan(ctx, ref)
+    chunk = plan.chunks.chunks[chunk_index]
+    result = StepResult()
+    with _workdir(ctx, ref, dag.encode_step(chunk_index)) as work:
+        outs = [work / calls.chunk_name(chunk.index, r.name) for r in plan.renditions]
+        call = calls.chunk_call(
+            plan, source_path(ctx, ref), chunk, outs, threads=ctx.encode_threads
+        )
+        _run(ctx, call, result, progress)
+        for out in outs:
+            key = f"{ref.work}chunks/{out.name}"
+            result.outputs[key] = ctx.store.put_file(key, out).etag
+    _save_calls(ctx, ref, dag.encode_step(chunk_index), result)
+    return result
+
+
+def run_audio(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = None) -> StepResult:
+    plan = load_plan(ctx, ref)
+    result = StepResult()
+    with _workdir(ctx, ref, dag.AUDIO) as work:
+        out = work / "audio.m4a"
+        _run(ctx, calls.audio_call(plan, source_path(ctx, ref), out), result, progress)
+        key = f"{ref.work}audio.m4a"
+        result.outputs[key] = ctx.store.put_file(key, out).etag
+    _save_calls(ctx, ref, dag.AUDIO, result)
+    return result
+
+
+def run_previews(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = None) -> StepResult:
+    plan = load_plan(ctx, ref)
+    result = StepResult()
+    with _workdir(ctx, ref, dag.PREVIEWS) as work:
+        previews = work / "previews"
+        previews.mkdir()
+        for call in calls.preview_calls(plan, source_path(ctx, ref), previews):
+            _run(ctx, call, result, progress)
+        calls.write_sprite_vtt(plan, previews)
+        for key in _put_tree(ctx, previews, f"{ref.work}previews/"):
+            result.outputs[key] = True
+    _save_calls(ctx, ref, dag.PREVIEWS, result)
+    return result
+
+
+def run_package(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = None) -> StepResult:
+    plan = load_plan(ctx, ref)
+    result = StepResult()
+    with _workdir(ctx, ref, dag.PACKAGE) as work:
+        inputs = work / "in"
+        inputs.mkdir()
+        chunk_files = {
+            k: local_input(ctx, ref, f"{ref.work}chunks/{p.name}", inputs)
+            for k, p in calls.chunk_files(plan, Path()).items()
+        }
+        audio = local_input(ctx, ref, f"{ref.work}audio.m4a", inputs) if plan.has_audio else None
+        stage = work / "stage"
+        stage.mkdir()
+        for call in calls.package_calls(plan, chunk_files, audio, stage, work):
+            _run(ctx, call, result, progress)
+        calls.write_master(stage, plan)
+        ctx.store.delete_prefix(f"{ref.work}stage/")  # an earlier, interrupted run's leftovers
+        result.outputs["stage"] = len(_put_tree(ctx, stage, f"{ref.work}stage/"))
+    _save_calls(ctx, ref, dag.PACKAGE, result)
+    return result
+
+
+@dataclass(frozen=True)
+class Published:
+    manifest_key: str
+    outputs: list[dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) -> Published:
+    """Verify the packaged outputs, then publish them under ``outputs/J/`` with manifest.json
+    written last: its presence means everything it lists is there and verified."""
+    key = f"{ref.outputs}manifest.json"
+    if ctx.store.exists(key) and not any(True for _ in ctx.store.list(f"{ref.work}stage/")):
+        # A redelivered verify whose first run published and cleaned up before it was recorded.
+        manifest = json.loads(ctx.store.get_bytes(key))
+        return Published(key, list(manifest["outputs"]), manifest)
+    plan = load_plan(ctx, ref)
+    with _workdir(ctx, ref, dag.VERIFY) as work:
+        final = work / "final"
+        _get_tree(ctx, f"{ref.work}stage/", final)
+        _get_tree(ctx, f"{ref.work}previews/", final / "previews")
+        report = calls.verify_stage(final, plan, max_workers=ctx.verify_workers)
+        report.raise_for_failures()
+
+        records: list[dict[str, Any]] = []
+        for obj in ctx.store.list(f"{ref.work}calls/"):
+            records.extend(json.loads(ctx.store.get_bytes(obj.key)))
+        manifest = calls.manifest_head(
+            {"bucket": bucket, "key": ref.source_key, "etag": source_etag},
+            plan,
+            report,
+            host=ctx.host,
+        )
+        ctx.store.delete(f"{ref.outputs}manifest.json")
+        outputs = []
+        for path in sorted(p for p in final.rglob("*") if p.is_file()):
+            rel = path.relative_to(final).as_posix()
+            out_key = ref.outputs + rel
+            info = ctx.store.put_file(out_key, path)
+            outputs.append(
+                {
+                    "key": out_key,
+                    "size": info.size,
+                    "sha256": sha256_file(path),
+                    "kind": rel.split("/")[0],
+                }
+            )
+    steps: dict[str, dict[str, float]] = {}
+    for r in records:
+        s = steps.setdefault(str(r["step"]), {"wall_seconds": 0.0, "cpu_seconds": 0.0, "calls": 0})
+        s["wall_seconds"] += float(r["wall_seconds"])
+        s["cpu_seconds"] += float(r["cpu_seconds"])
+        s["calls"] += 1
+    manifest |= {
+        "job_id": ref.job_id,
+        "toolchain": ctx.toolchain_fingerprint,
+        "calls": sorted(records, key=lambda r: (r["started_at"], r["label"])),
+        "steps": steps,
+        "totals": {"cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 3)},
+        "outputs": outputs,
+    }
+    ctx.store.put_bytes(
+        key, json.dumps(manifest, indent=2).encode(), content_type="application/json"
+    )
+    ctx.store.delete_prefix(ref.work)
+    shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)
+    return Published(key, outputs, manifest)

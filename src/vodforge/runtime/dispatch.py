@@ -1,0 +1,107 @@
+"""Object-created events → jobs.
+
+An event is recorded, matched against the triggers, and turned into a job whose id derives from
+bucket/key/etag + preset + toolchain: the same upload announced twice (a retried notification,
+the watch folder and an S3 event for one object) maps to the one job already there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vodforge.jobs import EventRecord, JobSpec, JobStore, job_id_for
+from vodforge.observability import metrics
+from vodforge.observability.logging import get_logger
+from vodforge.pipeline import dag
+from vodforge.pipeline.steps import JobRef
+from vodforge.runtime.executor import StepMessage, StepSender
+from vodforge.runtime.triggers import match_trigger
+from vodforge.settings import Trigger
+from vodforge.storage import ObjectCreated, to_s3_record
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    outcome: str  # created | duplicate | no_trigger
+    job_id: str | None
+
+
+@dataclass
+class Dispatcher:
+    jobs: JobStore
+    sender: StepSender
+    triggers: Sequence[Trigger]
+    toolchain_id: str
+    max_age_seconds: float
+    plan_workers: int
+    chunk_seconds: float | None = None
+
+    def handle(
+        self, event: ObjectCreated, *, preset: str | None = None, owner: str | None = None
+    ) -> Dispatched:
+        """``preset`` given (an API call naming one) bypasses the triggers."""
+        received = time.time()
+        if preset is None:
+            trigger = match_trigger(self.triggers, bucket=event.bucket, key=event.key)
+            if trigger is None:
+                self._record(event, None, "no_trigger", "no trigger matches this key")
+                return Dispatched("no_trigger", None)
+            preset = trigger.preset
+        job_id = job_id_for(event.bucket, event.key, event.etag, preset, self.toolchain_id)
+        job, created = self.jobs.create_job(
+            JobSpec(
+                job_id=job_id,
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+                size=event.size,
+                preset=preset,
+                toolchain_id=self.toolchain_id,
+                max_age_seconds=self.max_age_seconds,
+                owner=owner,
+            )
+        )
+        outcome = "created" if created else "duplicate"
+        self._record(event, job.id, outcome, None)
+        if created:
+            self.start(self.ref_for(job.id, event.key, preset), received=received)
+        log.info("event", outcome=outcome, job_id=job.id, key=event.key, preset=preset)
+        return Dispatched(outcome, job.id)
+
+    def ref_for(self, job_id: str, key: str, preset: str) -> JobRef:
+        return JobRef(
+            job_id=job_id,
+            source_key=key,
+            preset=preset,
+            chunk_seconds=self.chunk_seconds,
+            plan_workers=self.plan_workers,
+        )
+
+    def start(self, ref: JobRef, *, received: float | None = None) -> None:
+        spec = dag.probe_spec()
+        self.jobs.add_steps(ref.job_id, [(spec.name, spec.lane.value)])
+        self.jobs.mark_queued(ref.job_id, spec.name)
+        self.sender.send(spec.lane, StepMessage(ref, spec.name, received))
+
+    def _record(
+        self, event: ObjectCreated, job_id: str | None, outcome: str, detail: str | None
+    ) -> None:
+        metrics.EVENTS.labels(outcome).inc()
+        self.jobs.record_event(
+            EventRecord(
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+                size=event.size,
+                event_name=event.event_name,
+                event_time=event.event_time,
+                record=to_s3_record(event),
+                job_id=job_id,
+                outcome=outcome,
+                detail=detail,
+            )
+        )

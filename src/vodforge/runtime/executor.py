@@ -1,0 +1,327 @@
+"""Runs one step of one job and decides what happens next — independent of the broker.
+
+``StepExecutor.execute(message)`` is what a Dramatiq actor calls (and what tests call directly):
+
+1. ``start_step`` in the job store: skips a step that already succeeded or whose job ended
+   (duplicate delivery, cancel); counts the attempt, including deliveries a crashed worker never
+   finished — so an input that kills its worker every time still ends in the dead-letter queue.
+2. refuses work if this worker's ffmpeg drifted from its fingerprint (transient: another worker
+   takes it) — the binary is never trusted blindly.
+3. runs the step function with heartbeats; on success records it and sends the successors (the
+   last finisher of the media fan-in, as decided by the job store's atomic counter, sends
+   ``package``).
+4. on failure: transient and attempts left → record it and send the step again after an
+   exponential backoff with jitter (Dramatiq's ``compute_backoff``, as a delayed message);
+   permanent or out of attempts → the job fails and a dead letter keeps argv, exit code, full
+   stderr, toolchain and the attempt history. The message itself is always acknowledged: the
+   retry budget lives in the job store, where it survives crashes and redeliveries.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dramatiq.common import compute_backoff
+
+from vodforge.errors import (
+    FfmpegKilled,
+    ToolchainDrift,
+    VodforgeError,
+    WorkerRefused,
+)
+from vodforge.jobs import ErrorInfo, JobStore, OutputRecord
+from vodforge.media.runner import CallRecord
+from vodforge.media.toolchain import Toolchain
+from vodforge.observability import metrics
+from vodforge.observability.logging import bind_step, get_logger
+from vodforge.pipeline import dag, steps
+from vodforge.pipeline.dag import Lane
+
+log = get_logger(__name__)
+
+HEARTBEAT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class StepMessage:
+    """The body of every step message: keys and names, never media."""
+
+    ref: steps.JobRef
+    step: str
+    #: Wall-clock time (``time.time()``) the triggering event was received: dispatch latency.
+    event_received_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref.to_dict(),
+            "step": self.step,
+            "event_received_at": self.event_received_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepMessage:
+        return cls(
+            ref=steps.JobRef.from_dict(data["ref"]),
+            step=str(data["step"]),
+            event_received_at=data.get("event_received_at"),
+        )
+
+
+class StepSender(Protocol):
+    """The broker seam: put a step message on a lane (optionally after a delay)."""
+
+    def send(self, lane: Lane, message: StepMessage, *, delay_ms: int | None = None) -> None: ...
+
+
+def default_backoff(attempt: int, *, min_ms: int = 1000, max_ms: int = 60_000) -> int:
+    """Milliseconds before retry number ``attempt`` (1-based): exponential with jitter."""
+    _, delay = compute_backoff(attempt - 1, factor=max(1, min_ms), max_backoff=max_ms)
+    return int(delay)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class StepExecutor:
+    jobs: JobStore
+    ctx: steps.StepContext
+    sender: StepSender
+    toolchain: Toolchain | None
+    max_attempts: int = 3
+    worker: str = field(default_factory=worker_id)
+    backoff: Callable[[int], int] = default_backoff
+
+    # -----------------------------------------------------------------------------------------
+
+    def send(self, ref: steps.JobRef, spec: dag.StepSpec, *, received: float | None = None) -> None:
+        self.jobs.mark_queued(ref.job_id, spec.name)
+        self.sender.send(spec.lane, StepMessage(ref, spec.name, received))
+
+    def execute(self, message: StepMessage) -> None:
+        ref, step = message.ref, message.step
+        kind = dag.step_kind(step)
+        with bind_step(job_id=ref.job_id, step=step, worker=self.worker):
+            started = self.jobs.start_step(ref.job_id, step, worker=self.worker)
+            if started is None:
+                log.info("step skipped: already done or job ended")
+                return
+            attempt = started.attempt
+            with bind_step(attempt=attempt):
+                if step == dag.PROBE and message.event_received_at is not None:
+                    metrics.DISPATCH_LATENCY.observe(
+                        max(0.0, time.time() - message.event_received_at)
+                    )
+                if attempt > self.max_attempts:
+                    # Started this many times and never finished: the worker died each time
+                    # (OOM, a crash in the decoder). Stop the loop here.
+                    exc = FfmpegKilled(
+                        f"{step}: started {attempt - 1} times without finishing "
+                        f"(its worker died each time); giving up"
+                    )
+                    self._dead_letter(ref, step, exc, kind, t0=time.monotonic())
+                    return
+                t0 = time.monotonic()
+                try:
+                    self._refuse_if_drifted()
+                    records = self._run(ref, step, started.job.toolchain_id)
+                except VodforgeError as exc:
+                    self._failed(message, exc, attempt, kind, t0)
+                    return
+                except Exception as exc:
+                    log.exception("step crashed with an unexpected error")
+                    self._failed(message, exc, attempt, kind, t0)
+                    return
+                for record in records:
+                    metrics.FFMPEG_INVOCATIONS.labels(
+                        kind, record.toolchain_id, str(record.exit_code)
+                    ).inc()
+                    metrics.FFMPEG_SECONDS.labels(kind, record.toolchain_id).observe(
+                        record.wall_seconds
+                    )
+                metrics.STEP_SECONDS.labels(kind, "succeeded").observe(time.monotonic() - t0)
+
+    # -----------------------------------------------------------------------------------------
+
+    def _refuse_if_drifted(self) -> None:
+        if self.toolchain is None:
+            return
+        try:
+            self.toolchain.verify_unchanged()
+        except ToolchainDrift as exc:
+            metrics.TOOLCHAIN_REFUSALS.labels("drift").inc()
+            log.warning("refusing work: toolchain drifted", reason=exc.one_line())
+            raise WorkerRefused(f"worker {self.worker} refused the step: {exc.one_line()}") from exc
+
+    def _heartbeat(
+        self, ref: steps.JobRef, step: str
+    ) -> tuple[steps.ProgressSink, threading.Event]:
+        """A progress sink that writes to the job store at most every HEARTBEAT_SECONDS, plus a
+        background beat so a step without progress output still shows it is alive."""
+        stop = threading.Event()
+        last = [0.0]
+        fraction = [0.0]
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                self.jobs.heartbeat(ref.job_id, step, progress=fraction[0])
+
+        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{step}").start()
+
+        def sink(value: float) -> None:
+            fraction[0] = value
+            now = time.monotonic()
+            if now - last[0] >= HEARTBEAT_SECONDS:
+                last[0] = now
+                self.jobs.heartbeat(ref.job_id, step, progress=value)
+
+        return sink, stop
+
+    def _run(self, ref: steps.JobRef, step: str, toolchain_id: str) -> list[CallRecord]:
+        sink, stop = self._heartbeat(ref, step)
+        t0 = time.monotonic()
+        try:
+            if step == dag.PROBE:
+                return self._probe(ref, t0)
+            if step == dag.VERIFY:
+                return self._verify(ref, t0)
+            if step.startswith(dag.ENCODE_PREFIX):
+                result = steps.run_encode(self.ctx, ref, dag.chunk_index(step), sink)
+            elif step == dag.AUDIO:
+                result = steps.run_audio(self.ctx, ref, sink)
+            elif step == dag.PREVIEWS:
+                result = steps.run_previews(self.ctx, ref, sink)
+            elif step == dag.PACKAGE:
+                result = steps.run_package(self.ctx, ref, sink)
+            else:
+                raise VodforgeError(f"unknown step {step!r}")
+        finally:
+            stop.set()
+        self._advance(ref, step, t0, result.cpu_seconds, result.outputs)
+        return result.records
+
+    def _advance(
+        self,
+        ref: steps.JobRef,
+        step: str,
+        t0: float,
+        cpu_seconds: float,
+        outputs: dict[str, Any] | None,
+    ) -> bool:
+        """Record the step and send its successors. Returns whether this call finished it.
+
+        The work is done by now, so a failure here is not the step's failure: it is logged and
+        the reaper re-drives whatever did not get sent."""
+        try:
+            specs = self._specs(ref)
+            spec = next(s for s in specs if s.name == step)
+            finish = self.jobs.finish_step(
+                ref.job_id,
+                step,
+                worker=self.worker,
+                wall_seconds=time.monotonic() - t0,
+                cpu_seconds=cpu_seconds,
+                outputs=outputs,
+                fanin_group=spec.fanin,
+            )
+            advance = finish.group_complete if spec.fanin is not None else finish.newly_finished
+            if advance:
+                for nxt in dag.successors(specs, step):
+                    self.send(ref, nxt)
+        except Exception as exc:
+            log.warning("step done but not advanced; the reaper will re-drive", error=repr(exc))
+            return False
+        return finish.newly_finished
+
+    def _specs(self, ref: steps.JobRef) -> list[dag.StepSpec]:
+        """The job's step graph, rebuilt from the step rows the probe created."""
+        rows = self.jobs.steps(ref.job_id)
+        names = {r.name for r in rows}
+        chunks = sum(1 for n in names if n.startswith(dag.ENCODE_PREFIX))
+        return dag.job_steps(
+            chunks=chunks, has_audio=dag.AUDIO in names, has_previews=dag.PREVIEWS in names
+        )
+
+    def _probe(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
+        probed = steps.run_probe(self.ctx, ref)
+        specs = probed.specs
+        self.jobs.add_steps(
+            ref.job_id, [(s.name, s.lane.value) for s in specs], plan=probed.plan.to_dict()
+        )
+        for group, total in dag.fanin_totals(specs).items():
+            self.jobs.set_fanin(ref.job_id, group, total)
+        self._advance(ref, dag.PROBE, t0, 0.0, {"chunks": len(probed.plan.chunks.chunks)})
+        return []
+
+    def _verify(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
+        job = self.jobs.get_job(ref.job_id)
+        published = steps.run_verify(self.ctx, ref, source_etag=job.etag, bucket=job.bucket)
+        if self._advance(ref, dag.VERIFY, t0, 0.0, {"manifest": published.manifest_key}):
+            done = self.jobs.complete_job(
+                ref.job_id,
+                outputs=[
+                    OutputRecord(key=o["key"], size=o["size"], sha256=o["sha256"], kind=o["kind"])
+                    for o in published.outputs
+                ],
+                manifest_key=published.manifest_key,
+            )
+            age = (done.finished_at - done.created_at).total_seconds() if done.finished_at else 0.0
+            metrics.JOB_SECONDS.labels("succeeded").observe(age)
+            log.info("job succeeded", outputs=len(published.outputs), seconds=round(age, 3))
+        return []
+
+    # -----------------------------------------------------------------------------------------
+
+    def _failed(
+        self, message: StepMessage, exc: BaseException, attempt: int, kind: str, t0: float
+    ) -> None:
+        ref, step = message.ref, message.step
+        permanent = getattr(exc, "permanent", False) if isinstance(exc, VodforgeError) else False
+        if not permanent and attempt < self.max_attempts:
+            error = ErrorInfo.from_exception(exc, worker=self.worker)
+            self.jobs.fail_attempt(ref.job_id, step, error=error, will_retry=True)
+            metrics.STEP_RETRIES.labels(kind, error.label).inc()
+            metrics.STEP_SECONDS.labels(kind, "retried").observe(time.monotonic() - t0)
+            log.warning(
+                "step failed; will retry",
+                error=error.message,
+                label=error.label,
+                attempts_left=self.max_attempts - attempt,
+                stderr=error.stderr or None,
+            )
+            self.jobs.mark_queued(ref.job_id, step)
+            self.sender.send(dag.lane_of(step), message, delay_ms=self.backoff(attempt))
+            return
+        self._dead_letter(ref, step, exc, kind, t0)
+
+    def _dead_letter(
+        self, ref: steps.JobRef, step: str, exc: BaseException, kind: str, t0: float
+    ) -> None:
+        error = ErrorInfo.from_exception(exc, worker=self.worker)
+        self.jobs.fail_attempt(ref.job_id, step, error=error, will_retry=False)
+        letter = self.jobs.fail_job(ref.job_id, step, error=error)
+        metrics.DEAD_LETTERS.labels(kind, error.label).inc()
+        metrics.STEP_SECONDS.labels(kind, "failed").observe(time.monotonic() - t0)
+        job = self.jobs.get_job(ref.job_id)
+        if job.finished_at is not None:
+            metrics.JOB_SECONDS.labels("failed").observe(
+                (job.finished_at - job.created_at).total_seconds()
+            )
+        # The whole stderr, never just "failed": this line is what an operator greps for.
+        log.warning(
+            "job failed; dead-lettered",
+            dead_letter=letter.id,
+            error=error.message,
+            label=error.label,
+            argv=list(error.argv) if error.argv else None,
+            exit_code=error.exit_code,
+            toolchain=error.toolchain_id,
+            stderr=error.stderr or None,
+        )

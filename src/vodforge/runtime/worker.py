@@ -1,0 +1,84 @@
+"""A worker process: Dramatiq consumers for the quick and long lanes, each with its own thread
+count (a bulkhead), running steps until SIGTERM/SIGINT; then in-flight steps get a grace period
+to finish and whatever is left is requeued by the broker."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable
+
+import dramatiq
+
+from vodforge.media.runner import FfmpegRunner
+from vodforge.observability.logging import configure, get_logger
+from vodforge.pipeline.dag import Lane
+from vodforge.runtime.actors import bind_lanes
+from vodforge.runtime.app import build_runtime
+from vodforge.runtime.broker import make_broker
+from vodforge.settings import Settings
+
+log = get_logger(__name__)
+
+#: How long an idle consumer sleeps at most between polls: bounds dispatch latency.
+POLL_MS = 5
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    broker_url: str,
+    lanes: Iterable[Lane] = tuple(Lane),
+    stop: threading.Event | None = None,
+    grace_seconds: float = 30.0,
+    runner: FfmpegRunner | None = None,
+) -> None:
+    """Consume ``lanes`` until ``stop`` is set (or SIGTERM/SIGINT in the main thread).
+    ``runner``: a test seam (a fault-injecting runner); default the pinned toolchain's."""
+    configure()
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    runtime = build_runtime(settings, broker_url=broker_url, worker=True, runner=runner)
+    assert runtime.executor is not None
+    executor = runtime.executor
+    threads = {
+        Lane.QUICK: settings.quick_concurrency,
+        Lane.LONG: settings.resolved_long_concurrency(),
+    }
+    workers = []
+    brokers = []
+    for lane in lanes:
+        # A broker per lane: a Dramatiq Worker owns its broker's middleware.
+        broker = make_broker(broker_url, heartbeat_timeout_ms=settings.broker_heartbeat_timeout_ms)
+        bind_lanes(
+            broker,
+            executor.execute,
+        )
+        brokers.append(broker)
+        worker = dramatiq.Worker(
+            broker,
+            queues={lane.value},
+            worker_threads=threads[lane],
+            worker_timeout=POLL_MS,
+        )
+        # Hold no more messages than threads: the rest stay in Redis for other processes.
+        worker.queue_prefetch = threads[lane]
+        worker.start()
+        workers.append(worker)
+    log.info(
+        "worker started",
+        lanes=[lane.value for lane in lanes],
+        threads={k.value: v for k, v in threads.items()},
+    )
+    try:
+        stop.wait()
+    finally:
+        log.info("worker stopping", grace_seconds=grace_seconds)
+        for worker in workers:
+            worker.stop(timeout=int(grace_seconds * 1000))
+        for broker in brokers:
+            broker.close()
+        runtime.close()
+        log.info("worker stopped")

@@ -1,0 +1,223 @@
+"""The runtime end to end on the real broker, job store, object store and ffmpeg: events become
+jobs, jobs run their steps on two lanes, failures retry or dead-letter, replays finish."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SampleFactory
+from tests.integration.runtime.conftest import HarnessFactory
+from vodforge.errors import InvalidKey
+from vodforge.jobs import JobState, StepState
+from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
+from vodforge.media.toolchain import Toolchain
+from vodforge.runtime.control import replay_dead_letter
+from vodforge.storage import ObjectCreated
+
+
+class FaultyRunner:
+    """The real runner, except that calls matching ``when`` fail with ``stderr`` and
+    ``exit_code`` — like a flaky disk (transient) or a broken encoder (permanent)."""
+
+    def __init__(
+        self,
+        toolchain: Toolchain,
+        *,
+        when: Callable[[FfmpegCall, int], bool],
+        stderr: str,
+        exit_code: int = 1,
+    ) -> None:
+        self.real = SubprocessRunner(toolchain)
+        self.when = when
+        self.stderr = stderr
+        self.exit_code = exit_code
+        self.seen: dict[str, int] = {}
+        self.enabled = True
+        self._lock = threading.Lock()
+
+    @property
+    def toolchain_id(self) -> str:
+        return self.real.toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        with self._lock:
+            n = self.seen[call.label] = self.seen.get(call.label, 0) + 1
+        if self.enabled and self.when(call, n):
+            from vodforge.media.runner import raise_for_record
+
+            raise_for_record(
+                CallRecord(
+                    step=call.step,
+                    label=call.label,
+                    argv=("ffmpeg", *call.argv),
+                    exit_code=self.exit_code,
+                    wall_seconds=0.01,
+                    cpu_seconds=0.0,
+                    toolchain_id=self.toolchain_id,
+                    started_at=0.0,
+                    stderr=self.stderr,
+                )
+            )
+        return self.real.run(call, on_progress)
+
+
+def _published(h_store_root: Path, job_id: str) -> dict[str, str]:
+    manifest = json.loads((h_store_root / "outputs" / job_id / "manifest.json").read_text())
+    return {o["key"].split("/", 2)[2]: o["sha256"] for o in manifest["outputs"]}
+
+
+def test_upload_event_runs_the_whole_job(harness: HarnessFactory, sample: SampleFactory) -> None:
+    h = harness()
+    src = sample("hd_audio", seconds=3, size=(320, 180))
+    h.upload(src, "uploads/talk.mp4")
+    job = h.wait(h.job_for("uploads/talk.mp4").id)
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    steps = {s.name: s for s in h.runtime.jobs.steps(job.id)}
+    assert {"probe", "audio", "previews", "package", "verify"} <= set(steps)
+    assert sum(1 for n in steps if n.startswith("encode:")) >= 2
+    assert all(s.state == StepState.SUCCEEDED for s in steps.values())
+    lanes = {s.name.split(":")[0]: s.lane for s in steps.values()}
+    assert lanes == {
+        "probe": "quick",
+        "encode": "long",
+        "audio": "quick",
+        "previews": "quick",
+        "package": "long",
+        "verify": "quick",
+    }
+    store = h.runtime.store
+    keys = {o.key for o in store.list(f"outputs/{job.id}/")}
+    for expected in ("hls/master.m3u8", "mp4/180p.mp4", "previews/poster.jpg", "manifest.json"):
+        assert f"outputs/{job.id}/{expected}" in keys
+    assert not list(store.list(f"work/{job.id}/")), "intermediates are cleaned up"
+    manifest = json.loads(store.get_bytes(f"outputs/{job.id}/manifest.json"))
+    assert manifest["verification"]["ok"] is True
+    assert manifest["toolchain"]["id"] == h.runtime.toolchain.id if h.runtime.toolchain else True
+    assert {c["step"] for c in manifest["calls"]} >= {"encode", "audio", "previews", "package"}
+    outputs = {o.key for o in h.runtime.jobs.outputs(job.id)}
+    assert f"outputs/{job.id}/hls/master.m3u8" in outputs
+    assert job.manifest_key == f"outputs/{job.id}/manifest.json"
+
+
+def test_duplicate_event_maps_to_one_job(harness: HarnessFactory, sample: SampleFactory) -> None:
+    h = harness(workers=False)
+    src = sample("basic", seconds=1, size=(160, 90))
+    info = h.upload(src, "uploads/a.mp4")
+    event = ObjectCreated(
+        bucket=h.runtime.store.bucket,
+        key="uploads/a.mp4",
+        size=info.size,
+        etag=info.etag,
+        event_time=info.last_modified,
+    )
+    again = h.runtime.dispatcher.handle(event)
+    assert again.outcome == "duplicate"
+    h.upload(src, "uploads/a.mp4")  # same bytes, same key: same etag
+    jobs = [j for j in h.runtime.jobs.list_jobs() if j.key == "uploads/a.mp4"]
+    assert len(jobs) == 1
+    outcomes = [e.outcome for e in h.runtime.jobs.events()]
+    assert outcomes.count("created") == 1
+    assert outcomes.count("duplicate") == 2
+
+
+def test_key_outside_the_store_is_refused(harness: HarnessFactory, tmp_path: Path) -> None:
+    h = harness(workers=False)
+    f = tmp_path / "x.mp4"
+    f.write_bytes(b"x")
+    with pytest.raises(InvalidKey):
+        h.upload(f, "uploads/../../etc/passwd")
+    assert h.runtime.jobs.list_jobs() == []
+
+
+def test_transient_failure_is_retried_then_succeeds(
+    harness: HarnessFactory, sample: SampleFactory, toolchain: Toolchain
+) -> None:
+    runner = FaultyRunner(
+        toolchain,
+        when=lambda call, n: call.step == "encode" and n == 1,
+        stderr="av_interleaved_write_frame(): Input/output error\n",
+    )
+    h = harness(runner=runner)
+    h.upload(sample("basic", seconds=2, size=(320, 180)), "uploads/flaky.mp4")
+    job = h.wait(h.job_for("uploads/flaky.mp4").id)
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    encodes = [s for s in h.runtime.jobs.steps(job.id) if s.name.startswith("encode:")]
+    assert all(s.attempts == 2 for s in encodes)  # every chunk failed once, then succeeded
+    failed = [a for a in h.runtime.jobs.attempts(job.id) if a.outcome == "retrying"]
+    assert len(failed) == len(encodes)
+    assert all("Input/output error" in (a.stderr or "") for a in failed)
+    assert h.runtime.jobs.list_dead_letters() == []
+
+
+def test_permanent_failure_dead_letters_then_replay_succeeds(
+    harness: HarnessFactory, sample: SampleFactory, toolchain: Toolchain
+) -> None:
+    runner = FaultyRunner(
+        toolchain,
+        when=lambda call, n: call.step == "package",
+        stderr="[mp4 @ 0x1] Unknown encoder 'libx264'\nError selecting an encoder\n",
+    )
+    h = harness(runner=runner)
+    h.upload(sample("basic", seconds=2, size=(320, 180)), "uploads/broken.mp4")
+    job = h.wait(h.job_for("uploads/broken.mp4").id)
+    assert job.state == JobState.FAILED
+    assert job.failed_step == "package"
+    [letter] = h.runtime.jobs.list_dead_letters()
+    assert letter.job_id == job.id
+    assert letter.step == "package"
+    assert "Unknown encoder 'libx264'" in letter.stderr
+    assert letter.argv
+    assert letter.argv[0] == "ffmpeg"
+    assert letter.exit_code == 1
+    assert letter.toolchain_id == toolchain.id
+    assert len(letter.attempts) == 1  # permanent: no retry
+    assert runner.seen["package 180p"] == 1
+
+    runner.enabled = False  # the cause is removed (a fixed toolchain)
+    replay_dead_letter(h.runtime.jobs, h.runtime.dispatcher, letter.id)
+    job = h.wait(job.id, states=frozenset({JobState.SUCCEEDED}))
+    steps = {s.name: s for s in h.runtime.jobs.steps(job.id)}
+    assert all(s.attempts == 1 for n, s in steps.items() if n.startswith("encode:")), (
+        "finished steps are not redone on replay"
+    )
+    assert h.runtime.jobs.get_dead_letter(letter.id).state == "replayed"
+
+
+def test_poison_input_dead_letters_after_max_attempts(
+    harness: HarnessFactory, sample: SampleFactory, toolchain: Toolchain
+) -> None:
+    runner = FaultyRunner(
+        toolchain,
+        when=lambda call, n: call.step == "audio",
+        stderr="something odd happened\n",
+        exit_code=1,
+    )
+    h = harness(runner=runner, max_attempts=3)
+    h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/poison.mp4")
+    job = h.wait(h.job_for("uploads/poison.mp4").id)
+    assert job.state == JobState.FAILED
+    assert runner.seen["audio"] == 3
+    [letter] = h.runtime.jobs.list_dead_letters()
+    assert [a["outcome"] for a in letter.attempts] == ["retrying", "retrying", "failed"]
+
+
+def test_corrupt_upload_fails_at_probe_with_one_line(
+    harness: HarnessFactory, sample: SampleFactory
+) -> None:
+    h = harness()
+    h.upload(sample("random_bytes"), "uploads/garbage.mp4")
+    job = h.wait(h.job_for("uploads/garbage.mp4").id)
+    assert job.state == JobState.FAILED
+    assert job.failed_step == "probe"
+    assert job.error_label
+    assert job.error_label.startswith("input")
+    assert job.error_message
+    assert "\n" not in job.error_message
+    # The worker goes on: a good job after the bad one completes.
+    h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/good.mp4")
+    assert h.wait(h.job_for("uploads/good.mp4").id).state == JobState.SUCCEEDED

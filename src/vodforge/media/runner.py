@@ -84,7 +84,7 @@ class Deadline:
         return self.base + self.per_media_second * max(0.0, call.media_seconds)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child between fork and exec: PR_SET_PDEATHSIG(SIGKILL)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -169,7 +169,7 @@ class SubprocessRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: a timeout kills everything it started
-            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
             text=True,
             errors="replace",
         )

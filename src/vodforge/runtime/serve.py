@@ -29,6 +29,7 @@ from typing import Any
 
 from vodforge.observability.logging import configure, get_logger
 from vodforge.observability.metrics import prepare_multiprocess_dir
+from vodforge.runtime.worker import PARENT_ENV
 from vodforge.settings import Settings
 
 log = get_logger(__name__)
@@ -136,6 +137,8 @@ def serve(
             "VODFORGE_BROKER_URL": broker_url,
             "VODFORGE_DATA_DIR": str(data),
             "VODFORGE_DATABASE_URL": settings.resolved_database_url,
+            # Workers exit when serve is gone, even if it was SIGKILLed (see runtime.worker).
+            PARENT_ENV: str(os.getpid()),
         }
         supervisor = WorkerSupervisor(count, env)
         supervisor.start()
@@ -190,6 +193,10 @@ def serve(
         server = uvicorn.Server(config)
         _announce_when_started(server, data, broker_url, supervisor)
         log.info("serving", host=settings.http_host, port=settings.http_port, workers=count)
+        # uvicorn handles SIGINT/SIGTERM itself, then re-raises the signal to the handler it
+        # found: make that one ours, so the shutdown below runs instead of a default exit.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         server.run()
     finally:
         log.info("shutting down")

@@ -4,6 +4,7 @@ to finish and whatever is left is requeued by the broker."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterable
@@ -21,7 +22,24 @@ from vodforge.settings import Settings
 log = get_logger(__name__)
 
 #: How long an idle consumer sleeps at most between polls: bounds dispatch latency.
-POLL_MS = 5
+POLL_MS = 20
+#: Set by ``serve`` for the workers it starts: the pid to outlive by no more than a moment.
+PARENT_ENV = "VODFORGE_PARENT_PID"
+
+
+def _stop_when_orphaned(stop: threading.Event) -> None:
+    """A worker started by ``serve`` stops (gracefully) once serve is gone."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            if os.getppid() != int(parent):
+                log.warning("serve is gone; stopping", parent=int(parent))
+                stop.set()
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
 
 
 def run_worker(
@@ -40,6 +58,7 @@ def run_worker(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    _stop_when_orphaned(stop)
     runtime = build_runtime(settings, broker_url=broker_url, worker=True, runner=runner)
     assert runtime.executor is not None
     executor = runtime.executor

@@ -107,13 +107,15 @@ def runtime_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 @pytest.fixture
 def harness(tmp_path: Path, runtime_settings: Callable[..., Settings]) -> Iterator[HarnessFactory]:
-    made: list[tuple[Harness, EmbeddedRedis]] = []
+    made: list[Harness] = []
+    brokers: list[EmbeddedRedis] = []
 
     def make(
         *, runner: FfmpegRunner | None = None, workers: bool = True, **overrides: Any
     ) -> Harness:
         settings = runtime_settings(**overrides)
-        redis = EmbeddedRedis(tmp_path / f"broker{len(made)}")
+        redis = EmbeddedRedis(tmp_path / f"broker{len(brokers)}")
+        brokers.append(redis)
         url = redis.start()
         runtime = build_runtime(settings, broker_url=url, worker=False)
         dispatcher = runtime.dispatcher
@@ -123,13 +125,14 @@ def harness(tmp_path: Path, runtime_settings: Callable[..., Settings]) -> Iterat
 
         runtime.store.subscribe(dispatch)
         h = Harness(settings, runtime, url)
-        made.append((h, redis))
+        made.append(h)
         if workers:
             h.start_worker(runner)
         return h
 
     yield make
-    for h, redis in made:
+    for h in made:
         h.stop_workers()
         h.runtime.close()
+    for redis in brokers:
         redis.stop()

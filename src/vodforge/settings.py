@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     #: A step with no heartbeat for this long is re-driven by the reaper.
     stale_step_seconds: float = Field(default=120.0, gt=0)
     reaper_interval_seconds: float = Field(default=5.0, gt=0)
+    #: On SIGTERM, in-flight steps get this long to finish; what is left is requeued.
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     #: A worker whose broker heartbeat is older than this is dead: its messages are requeued.
     broker_heartbeat_timeout_ms: int = Field(default=15_000, ge=1000)
     #: Watch folder: a complete file (size stable for settle seconds) becomes an upload.

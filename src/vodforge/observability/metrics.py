@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from vodforge.observability.multiproc import MULTIPROC_ENV
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -106,16 +105,6 @@ class StateCollector(Collector):
         for lane, n in sorted(self._queues().items()):
             depth.add_metric([lane], n)
         yield depth
-
-
-def prepare_multiprocess_dir(path: Path) -> None:
-    """Point this process (and the children it starts) at a fresh multiprocess directory.
-    Must run before any metric is touched in a child; stale files from a previous run would
-    resurrect old counts, so the folder is emptied."""
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-    os.environ[MULTIPROC_ENV] = str(path)
 
 
 def render(extra: Collector | None = None) -> tuple[bytes, str]:

@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from vodforge.observability.logging import configure, get_logger
-from vodforge.observability.metrics import prepare_multiprocess_dir
-from vodforge.runtime.worker import PARENT_ENV
+from vodforge.observability.multiproc import prepare_multiprocess_dir
 from vodforge.settings import Settings
 
 log = get_logger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
+#: Set for the workers serve starts: the pid they must not outlive (see runtime.worker).
+PARENT_ENV = "VODFORGE_PARENT_PID"
 
 
 @dataclass
@@ -99,7 +100,6 @@ def serve(
     settings: Settings,
     *,
     workers: int | None = None,
-    grace_seconds: float = 30.0,
 ) -> None:
     """Run until SIGINT/SIGTERM. Writes ``<data>/serve.json`` (pid, port, broker) once ready."""
     data = settings.data_dir.resolve()
@@ -204,7 +204,7 @@ def serve(
         for t in threads:
             t.join(timeout=5)
         if supervisor is not None:
-            supervisor.stop(grace_seconds)
+            supervisor.stop(settings.shutdown_grace_seconds)
         if runtime is not None:
             runtime.close()
         if embedded is not None:

@@ -17,14 +17,13 @@ from vodforge.pipeline.dag import Lane
 from vodforge.runtime.actors import bind_lanes
 from vodforge.runtime.app import build_runtime
 from vodforge.runtime.broker import make_broker
+from vodforge.runtime.serve import PARENT_ENV
 from vodforge.settings import Settings
 
 log = get_logger(__name__)
 
 #: How long an idle consumer sleeps at most between polls: bounds dispatch latency.
 POLL_MS = 20
-#: Set by ``serve`` for the workers it starts: the pid to outlive by no more than a moment.
-PARENT_ENV = "VODFORGE_PARENT_PID"
 
 
 def _stop_when_orphaned(stop: threading.Event) -> None:
@@ -48,7 +47,7 @@ def run_worker(
     broker_url: str,
     lanes: Iterable[Lane] = tuple(Lane),
     stop: threading.Event | None = None,
-    grace_seconds: float = 30.0,
+    grace_seconds: float | None = None,
     runner: FfmpegRunner | None = None,
 ) -> None:
     """Consume ``lanes`` until ``stop`` is set (or SIGTERM/SIGINT in the main thread).
@@ -91,12 +90,13 @@ def run_worker(
         lanes=[lane.value for lane in lanes],
         threads={k.value: v for k, v in threads.items()},
     )
+    grace = settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
     try:
         stop.wait()
     finally:
-        log.info("worker stopping", grace_seconds=grace_seconds)
+        log.info("worker stopping", grace_seconds=grace)
         for worker in workers:
-            worker.stop(timeout=int(grace_seconds * 1000))
+            worker.stop(timeout=int(grace * 1000))
         for broker in brokers:
             broker.close()
         runtime.close()

@@ -18,6 +18,7 @@ import m3u8
 import pytest
 
 from tests.conftest import SampleFactory
+from vodforge.media.hls import parse_media_playlist
 from vodforge.media.presets import load_preset
 from vodforge.media.probe import probe
 from vodforge.media.runner import SubprocessRunner
@@ -117,6 +118,17 @@ def test_awkward_sources_are_frame_exact(
         display_w, display_h = info.video.display_size
         assert (video.codec_context.width > video.codec_context.height) == (display_w > display_h)
     assert manifest["plan"]["frames"] == result.plan.expected_frames
+
+
+def test_sub_second_clip(sample: SampleFactory, toolchain: Toolchain, tmp_path: Path) -> None:
+    """Shorter than half a segment: one frame-exact chunk, and playlists players accept."""
+    source = sample("basic", seconds=0.4, size=(160, 90))
+    result = run(source, tmp_path / "out", toolchain)
+    check_common(result)
+    for playlist in (result.out_dir / "hls").glob("*/index.m3u8"):
+        target = parse_media_playlist(playlist.read_text())["target_duration"]
+        assert target is not None
+        assert target >= 1
 
 
 def test_rotated_phone_video_comes_out_portrait(

@@ -16,6 +16,7 @@ from vodforge.media.hls import (
     VariantEntry,
     codecs_from_avcc,
     extinf_fits_target,
+    fix_target_duration,
     media_playlist_summary,
     parse_media_playlist,
     peak_bitrate,
@@ -228,3 +229,31 @@ def test_write_master_is_atomic_and_leaves_no_temp(tmp_path: Path) -> None:
     write_master(target, render_master(VARIANTS, AUDIO))
     assert target.read_text().count("#EXT-X-STREAM-INF") == 2
     assert [p.name for p in target.parent.iterdir()] == ["master.m3u8"]
+
+
+def _playlist(target: int, durations: list[float]) -> str:
+    body = "".join(f"#EXTINF:{d:.6f},\nseg_{i:05d}.m4s\n" for i, d in enumerate(durations))
+    return (
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+        f"#EXT-X-TARGETDURATION:{target}\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        '#EXT-X-MAP:URI="init.mp4"\n' + body + "#EXT-X-ENDLIST\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "durations", "expected"),
+    [
+        (0, [0.4], 1),  # a sub-second clip: ffmpeg writes 0, players need >= 1
+        (0, [0.5], 1),
+        (4, [4.0, 4.0, 2.0], 4),  # already right: untouched
+        (4, [4.0, 4.6], 5),  # a long last segment rounds up to 5
+        (6, [4.0], 6),  # never lowered
+    ],
+)
+def test_fix_target_duration(target: int, durations: list[float], expected: int) -> None:
+    fixed = fix_target_duration(_playlist(target, durations))
+    summary = parse_media_playlist(fixed)
+    assert summary["target_duration"] == expected
+    assert summary["durations"] == pytest.approx(durations)
+    if expected == target:
+        assert fixed == _playlist(target, durations)

@@ -15,6 +15,7 @@ from vodforge.errors import (
     CorruptInput,
     FfmpegFailed,
     FfmpegKilled,
+    FfmpegStalled,
     FfmpegTimeout,
     OutOfDisk,
     ToolchainCrash,
@@ -191,6 +192,38 @@ def test_runner_timeout_kills_the_whole_group(tmp_path: Path) -> None:
         time.sleep(0.05)
     alive = Path(f"/proc/{child}/status")
     assert not alive.exists() or "State:\tZ" in alive.read_text()
+
+
+def test_runner_kills_a_stalled_call(tmp_path: Path) -> None:
+    """Progress once, then silence: killed after the stall window, long before the deadline,
+    and reported as a (transient) stall with its stderr."""
+    toolchain = fake_ffmpeg(
+        tmp_path,
+        "print('frame=1\\nout_time_us=100000\\nprogress=continue', flush=True)\n"
+        "sys.stderr.write('hung in the decoder\\n'); sys.stderr.flush()\n"
+        "time.sleep(60)",
+    )
+    runner = SubprocessRunner(toolchain, check_drift=False, stall_seconds=0.5)
+    start = time.monotonic()
+    with pytest.raises(FfmpegStalled) as info:
+        runner.run(FfmpegCall(step="encode", label="c1", argv=(), media_seconds=10.0))
+    assert time.monotonic() - start < 10
+    assert info.value.permanent is False
+    assert info.value.evidence is not None
+    assert "hung in the decoder" in info.value.evidence.stderr
+
+
+def test_runner_keeps_a_slow_call_that_progresses(tmp_path: Path) -> None:
+    toolchain = fake_ffmpeg(
+        tmp_path,
+        "for i in range(6):\n"
+        "    print(f'frame={i}\\nout_time_us={i * 100000}\\nprogress=continue', flush=True)\n"
+        "    time.sleep(0.2)\n"
+        "print('progress=end', flush=True)",
+    )
+    runner = SubprocessRunner(toolchain, check_drift=False, stall_seconds=0.6)
+    record = runner.run(FfmpegCall(step="encode", label="c1", argv=(), media_seconds=1.0))
+    assert record.exit_code == 0
 
 
 def test_recording_runner_fake() -> None:

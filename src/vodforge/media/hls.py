@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "VariantEntry",
     "codecs_from_avcc",
     "extinf_fits_target",
+    "fix_target_duration",
     "media_playlist_summary",
     "parse_media_playlist",
     "peak_bitrate",
@@ -223,6 +225,25 @@ def media_playlist_summary(path: Path) -> MediaPlaylistSummary:
 def extinf_fits_target(duration: float, target_duration: int) -> bool:
     """RFC 8216 4.3.3.1: each EXTINF, rounded to the nearest integer, is <= TARGETDURATION."""
     return math.floor(duration + 0.5) <= target_duration
+
+
+_TARGET_RE = re.compile(r"^#EXT-X-TARGETDURATION:(\d+)\s*$", re.MULTILINE)
+
+
+def fix_target_duration(text: str) -> str:
+    """Raise EXT-X-TARGETDURATION to what the segments need, and to at least 1 (pure).
+
+    ffmpeg's HLS muxer rounds the longest segment to the nearest integer, which gives
+    ``TARGETDURATION:0`` for a clip shorter than half a second — a value players reject.
+    """
+    summary = parse_media_playlist(text)
+    needed = max(
+        [1, *(math.floor(d + 0.5) for d in summary["durations"])],
+    )
+    match = _TARGET_RE.search(text)
+    if match is None or int(match.group(1)) >= needed:
+        return text
+    return text[: match.start(1)] + str(needed) + text[match.end(1) :]
 
 
 def peak_bitrate(durations: Sequence[float], sizes: Sequence[int], target_duration: float) -> int:

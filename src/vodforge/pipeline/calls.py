@@ -24,6 +24,7 @@ from vodforge.media.hls import (
     AudioEntry,
     VariantEntry,
     codecs_from_avcc,
+    fix_target_duration,
     render_master,
     segment_bitrates,
 )
@@ -188,10 +189,16 @@ def _video_codecs(init_or_mp4: Path) -> str:
 
 
 def write_master(stage: Path, plan: JobPlan) -> None:
-    """The HLS master playlist, from the packaged media playlists (measured bitrates)."""
+    """The HLS master playlist, from the packaged media playlists (measured bitrates); media
+    playlists get a valid target duration first (see ``fix_target_duration``)."""
     if not plan.preset.packaging.hls:
         return
     hls = stage / "hls"
+    for playlist in hls.glob("*/index.m3u8"):
+        text = playlist.read_text(encoding="utf-8")
+        fixed = fix_target_duration(text)
+        if fixed != text:
+            playlist.write_text(fixed, encoding="utf-8")
     audio = None
     if plan.has_audio:
         peak, avg = segment_bitrates(hls / "audio" / "index.m3u8")

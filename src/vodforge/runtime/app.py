@@ -81,6 +81,7 @@ def build_runtime(
         toolchain_id=toolchain_id,
         max_age_seconds=settings.job_max_age_seconds,
         plan_workers=settings.resolved_long_concurrency() * max(1, settings.worker_processes),
+        key_of=store.relative_key,
     )
     if worker:
         if runner is None:

@@ -8,7 +8,7 @@ the watch folder and an S3 event for one object) maps to the one job already the
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vodforge.jobs import EventRecord, JobSpec, JobStore, job_id_for
@@ -39,24 +39,31 @@ class Dispatcher:
     max_age_seconds: float
     plan_workers: int
     chunk_seconds: float | None = None
+    #: Bucket key → the store's key (an S3Store with a prefix reports ``prefix/key`` in its
+    #: events); None: the object is outside this store. Triggers match the store's key.
+    key_of: Callable[[str], str | None] = lambda key: key
 
     def handle(
         self, event: ObjectCreated, *, preset: str | None = None, owner: str | None = None
     ) -> Dispatched:
         """``preset`` given (an API call naming one) bypasses the triggers."""
         received = time.time()
+        key = self.key_of(event.key)
+        if key is None:
+            self._record(event, None, "no_trigger", "outside this store's prefix")
+            return Dispatched("no_trigger", None)
         if preset is None:
-            trigger = match_trigger(self.triggers, bucket=event.bucket, key=event.key)
+            trigger = match_trigger(self.triggers, bucket=event.bucket, key=key)
             if trigger is None:
                 self._record(event, None, "no_trigger", "no trigger matches this key")
                 return Dispatched("no_trigger", None)
             preset = trigger.preset
-        job_id = job_id_for(event.bucket, event.key, event.etag, preset, self.toolchain_id)
+        job_id = job_id_for(event.bucket, key, event.etag, preset, self.toolchain_id)
         job, created = self.jobs.create_job(
             JobSpec(
                 job_id=job_id,
                 bucket=event.bucket,
-                key=event.key,
+                key=key,
                 etag=event.etag,
                 size=event.size,
                 preset=preset,
@@ -68,8 +75,8 @@ class Dispatcher:
         outcome = "created" if created else "duplicate"
         self._record(event, job.id, outcome, None)
         if created:
-            self.start(self.ref_for(job.id, event.key, preset), received=received)
-        log.info("event", outcome=outcome, job_id=job.id, key=event.key, preset=preset)
+            self.start(self.ref_for(job.id, key, preset), received=received)
+        log.info("event", outcome=outcome, job_id=job.id, key=key, preset=preset)
         return Dispatched(outcome, job.id)
 
     def ref_for(self, job_id: str, key: str, preset: str) -> JobRef:

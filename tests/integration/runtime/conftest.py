@@ -83,7 +83,12 @@ class Harness:
 
 class HarnessFactory(Protocol):
     def __call__(
-        self, *, runner: FfmpegRunner | None = ..., workers: bool = ..., **settings: Any
+        self,
+        *,
+        runner: FfmpegRunner | None = ...,
+        workers: bool = ...,
+        broker_url: str | None = ...,
+        **settings: Any,
     ) -> Harness: ...
 
 
@@ -111,12 +116,19 @@ def harness(tmp_path: Path, runtime_settings: Callable[..., Settings]) -> Iterat
     brokers: list[EmbeddedRedis] = []
 
     def make(
-        *, runner: FfmpegRunner | None = None, workers: bool = True, **overrides: Any
+        *,
+        runner: FfmpegRunner | None = None,
+        workers: bool = True,
+        broker_url: str | None = None,
+        **overrides: Any,
     ) -> Harness:
         settings = runtime_settings(**overrides)
-        redis = EmbeddedRedis(tmp_path / f"broker{len(brokers)}")
-        brokers.append(redis)
-        url = redis.start()
+        if broker_url is None:
+            redis = EmbeddedRedis(tmp_path / f"broker{len(brokers)}")
+            brokers.append(redis)
+            url = redis.start()
+        else:
+            url = broker_url
         runtime = build_runtime(settings, broker_url=url, worker=False)
         dispatcher = runtime.dispatcher
 

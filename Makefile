@@ -20,10 +20,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/vodforge toolchain check
 	touch $@
 
-# Until the runtime lands (`vodforge serve`), `make run` runs the demo: generate a 12 s clip with
-# the pinned ffmpeg and transcode it into the default ladder under $(DATA)/demo/out.
-run: demo
+# `make run`: the whole embedded system (broker, workers, watch folder, HTTP on :8080) with its
+# data under $(DATA). Drop a video into $(DATA)/uploads/incoming/ and watch `vodforge jobs list`.
+run: $(STAMP)
+	VODFORGE_DATA_DIR=$(DATA) $(BIN)/vodforge serve
 
+# A one-off local transcode without the runtime: a generated 12 s clip into $(DATA)/demo/out.
 demo: $(STAMP)
 	$(BIN)/vodforge sample $(DATA)/demo/input.mp4 --seconds 12 --size 1280x720
 	$(BIN)/vodforge transcode $(DATA)/demo/input.mp4 -o $(DATA)/demo/out

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     watch_settle_seconds: float = Field(default=1.0, ge=0)
     watch_interval_seconds: float = Field(default=0.25, gt=0)
     triggers: list[Trigger] = Field(default_factory=lambda: list(DEFAULT_TRIGGERS))
+    #: S3 store: list this prefix every ``s3_poll_interval_seconds`` and start jobs for new
+    #: objects (for buckets without notifications). Unset: no polling.
+    s3_poll_prefix: str | None = None
+    s3_poll_interval_seconds: float = Field(default=10.0, gt=0)
+    #: An SQS queue receiving the bucket's S3 event notifications. Unset: none.
+    sqs_queue_url: str | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from vodforge.errors import ConfigError
 from vodforge.observability.logging import configure, get_logger
 from vodforge.observability.multiproc import prepare_multiprocess_dir
 from vodforge.settings import Settings
@@ -150,6 +151,7 @@ def serve(
         )
         reaper = Reaper(runtime.jobs, dispatcher, timedelta(seconds=settings.stale_step_seconds))
         threads = [
+            *_cloud_sources(settings, runtime.store, dispatcher, stop, data),
             threading.Thread(
                 target=watcher.run,
                 args=(stop, settings.watch_interval_seconds),
@@ -212,6 +214,38 @@ def serve(
         with contextlib.suppress(FileNotFoundError):
             (data / "serve.json").unlink()
         log.info("stopped")
+
+
+def _cloud_sources(
+    settings: Settings, store: Any, dispatcher: Any, stop: threading.Event, data: Path
+) -> list[threading.Thread]:
+    """S3 bucket polling and an SQS notification queue, when configured."""
+    from vodforge.storage import S3PollWatcher, S3Store, SqsNotificationSource  # noqa: PLC0415
+
+    def dispatch(event: Any) -> None:
+        dispatcher.handle(event)  # raising leaves the event unacknowledged: it comes again
+
+    threads = []
+    if settings.s3_poll_prefix is not None:
+        if not isinstance(store, S3Store):
+            raise ConfigError("VODFORGE_S3_POLL_PREFIX needs an s3:// VODFORGE_STORAGE_URL")
+        poller = S3PollWatcher(
+            store, settings.s3_poll_prefix, data / "s3-poll-state.json", on_event=dispatch
+        )
+        threads.append(
+            threading.Thread(
+                target=poller.run,
+                args=(stop, settings.s3_poll_interval_seconds),
+                daemon=True,
+                name="s3-poll",
+            )
+        )
+    if settings.sqs_queue_url:
+        sqs = SqsNotificationSource(
+            settings.sqs_queue_url, on_event=dispatch, endpoint_url=settings.s3_endpoint_url
+        )
+        threads.append(threading.Thread(target=sqs.run, args=(stop,), daemon=True, name="sqs"))
+    return threads
 
 
 def _dispatch_safely(dispatcher: Any, event: Any) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from vodforge.jobs import JobState, StepState
 from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
 from vodforge.media.toolchain import Toolchain
 from vodforge.runtime.control import replay_dead_letter
+from vodforge.runtime.reaper import Reaper
 from vodforge.storage import ObjectCreated
 
 
@@ -221,3 +224,33 @@ def test_corrupt_upload_fails_at_probe_with_one_line(
     # The worker goes on: a good job after the bad one completes.
     h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/good.mp4")
     assert h.wait(h.job_for("uploads/good.mp4").id).state == JobState.SUCCEEDED
+
+
+def test_reaper_redrives_a_lost_message(harness: HarnessFactory, sample: SampleFactory) -> None:
+    h = harness(workers=False)
+    h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/lost.mp4")
+    job = h.job_for("uploads/lost.mp4")
+    h.runtime.broker.flush_all()  # the probe message is lost (a broker without persistence)
+    reaper = Reaper(h.runtime.jobs, h.runtime.dispatcher, timedelta(seconds=0))
+    assert reaper.sweep()["redriven"] == 1
+    h.start_worker()
+    assert h.wait(job.id).state == JobState.SUCCEEDED
+
+
+def test_reaper_fails_jobs_past_their_max_age(
+    harness: HarnessFactory, sample: SampleFactory
+) -> None:
+    h = harness(workers=False, job_max_age_seconds=0.05)
+    h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/old.mp4")
+    job = h.job_for("uploads/old.mp4")
+    time.sleep(0.1)
+    reaper = Reaper(h.runtime.jobs, h.runtime.dispatcher, timedelta(seconds=60))
+    assert reaper.sweep()["expired"] == 1
+    failed = h.runtime.jobs.get_job(job.id)
+    assert failed.state == JobState.FAILED
+    assert failed.error_label == "job_expired"
+    assert failed.error_message is not None
+    assert "max age" in failed.error_message
+    [letter] = h.runtime.jobs.list_dead_letters()
+    assert letter.job_id == job.id
+    assert letter.worker  # every error names the host:pid that hit it

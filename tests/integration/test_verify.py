@@ -24,6 +24,7 @@ from vodforge.media.hls import (
 )
 from vodforge.media.toolchain import load_toolchain
 from vodforge.media.verify import (
+    UpstreamDecode,
     VerificationReport,
     decode_segment,
     top_level_boxes,
@@ -327,3 +328,43 @@ def test_largesize_box_header(tmp_path: Path) -> None:
         ("moov", 16, 24),
         ("mdat", 40, 18),
     ]
+
+
+def _upstream_from_mp4(out: Path) -> dict[str, UpstreamDecode]:
+    """What the transcode's chunk pass hands over: every packet strictly decoded (here from
+    the MP4, which carries the same packets)."""
+    upstream = {}
+    for rung in RUNGS:
+        decoded = decode_segment((out / "mp4" / f"{rung}.mp4").read_bytes(), "video")
+        upstream[rung] = UpstreamDecode(digests=decoded.payload_digests, frames=decoded.frames)
+    return upstream
+
+
+def test_upstream_decoded_layout_passes_without_decoding_again(layout: Path) -> None:
+    full = _verify(layout)
+    quick = _verify(layout, upstream=_upstream_from_mp4(layout))
+    assert quick.ok, quick.failures()
+    assert [c.name for c in quick.checks] == [c.name for c in full.checks]
+    detail = next(c.detail for c in quick.checks if c.name == f"hls.{next(iter(RUNGS))}.decode")
+    assert "start with a decodable IDR" in detail
+
+
+def test_upstream_mode_catches_a_damaged_segment(broken: Path) -> None:
+    upstream = _upstream_from_mp4(broken)
+    segment = broken / "hls" / "90p" / "seg_00001.m4s"
+    data = bytearray(segment.read_bytes())
+    data[_mdat_middle(segment)] ^= 0x10
+    segment.write_bytes(bytes(data))
+    failed = _failed(_verify(broken, upstream=upstream, mp4=False))
+    assert failed == {"hls.90p.decode"}
+
+
+def test_upstream_mode_catches_packets_that_were_never_decoded(layout: Path) -> None:
+    upstream = _upstream_from_mp4(layout)
+    rung = next(iter(RUNGS))
+    tampered = list(upstream[rung].digests)
+    tampered[5] = b"\0" * len(tampered[5])
+    upstream[rung] = UpstreamDecode(digests=tampered, frames=upstream[rung].frames)
+    report = _verify(layout, upstream=upstream)
+    assert _failed(report) == {f"hls.{rung}.decode"}
+    assert "packet 5 differs" in next(c.detail for c in report.failures())

@@ -19,7 +19,7 @@ import hashlib
 import io
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +44,7 @@ __all__ = [
     "Box",
     "Check",
     "SegmentDecode",
+    "UpstreamDecode",
     "VerificationReport",
     "decode_segment",
     "top_level_boxes",
@@ -207,17 +208,68 @@ class SegmentDecode:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     sample_rate: int = 0
     codec: str = ""
+    packets: int = 0
+    first_is_keyframe: bool = False
+    extradata: bytes = b""
+    #: Digests over each video packet's NAL units except SPS/PPS: the concat packaging repeats
+    #: the parameter sets in-band in the first keyframe, which changes no picture.
+    payload_digests: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UpstreamDecode:
+    """A rung's packets as they were strictly decoded right after encoding (chunk by chunk,
+    overlapping the other encodes): the HLS segments must carry exactly these packets.
+    ``digests`` are ``SegmentDecode.payload_digests`` (parameter sets excluded)."""
+
+    digests: list[bytes]
+    frames: int
 
 
 def _packet_digest(packet: av.Packet[Any]) -> bytes:
     return hashlib.blake2b(memoryview(packet), digest_size=PACKET_DIGEST_SIZE).digest()
 
 
-def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
-    """Decode every frame of one self-contained fMP4 byte string (init + segment), strictly.
+#: H.264 NAL unit types of the sequence and picture parameter sets.
+_PARAMETER_SET_NALS = frozenset({7, 8})
+
+
+def _avcc_length_size(extradata: bytes) -> int | None:
+    """NAL length prefix size from an avcC record; None if the stream is not length-prefixed."""
+    if len(extradata) >= 5 and extradata[0] == 1:
+        return (extradata[4] & 0x03) + 1
+    return None
+
+
+def _payload_digest(data: bytes, length_size: int | None) -> bytes:
+    """Digest of a length-prefixed H.264 packet without its SPS/PPS NAL units (whole packet if
+    it cannot be split)."""
+    digest = hashlib.blake2b(digest_size=PACKET_DIGEST_SIZE)
+    if length_size is None:
+        digest.update(data)
+        return digest.digest()
+    i = 0
+    while i + length_size <= len(data):
+        n = int.from_bytes(data[i : i + length_size], "big")
+        end = i + length_size + n
+        if n == 0 or end > len(data):
+            digest.update(data[i:])
+            break
+        if data[i + length_size] & 0x1F not in _PARAMETER_SET_NALS:
+            digest.update(data[i:end])
+        i = end
+    return digest.digest()
+
+
+def decode_segment(
+    data: bytes, kind: MediaKind, *, decode_frames: int | None = None
+) -> SegmentDecode:
+    """Decode one self-contained MP4 byte string (init + segment, or a whole file), strictly.
 
     The decoder runs with ``STRICT_DECODER_OPTIONS`` on a single thread; each packet's
-    digest is recorded for the packet match against the MP4.
+    digest is recorded for the packet match against the MP4. ``decode_frames``: stop decoding
+    after that many frames (the rest is only demuxed and hashed) — used when the packets were
+    already decoded upstream and only the segment's standalone start needs proving.
 
     Raises ``av.error.FFmpegError`` on a decode error and ``ValueError`` on a frame the decoder
     flagged corrupt.
@@ -234,6 +286,8 @@ def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
         # add CPU (thread handoff) to a check that runs on every job.
         context.thread_count = 1
         context.options = dict(STRICT_DECODER_OPTIONS)
+        result.extradata = bytes(context.extradata or b"")
+        length_size = _avcc_length_size(result.extradata) if kind == "video" else None
         for packet in container.demux(stream):
             if (
                 result.first_packet_pts is None
@@ -242,7 +296,14 @@ def decode_segment(data: bytes, kind: MediaKind) -> SegmentDecode:
             ):
                 result.first_packet_pts = packet.pts * packet.time_base
             if packet.size > 0:
+                if result.packets == 0:
+                    result.first_is_keyframe = packet.is_keyframe
+                result.packets += 1
                 result.packet_digests.append(_packet_digest(packet))
+                if kind == "video":
+                    result.payload_digests.append(_payload_digest(bytes(packet), length_size))
+            if decode_frames is not None and result.frames >= decode_frames:
+                continue
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame | av.AudioFrame):
                     continue
@@ -416,9 +477,19 @@ def _check_media_playlist(
 
 
 def _decode_rendition(
-    prefix: str, base: Path, summary: MediaPlaylistSummary, kind: MediaKind, out: _Partial
+    prefix: str,
+    base: Path,
+    summary: MediaPlaylistSummary,
+    kind: MediaKind,
+    out: _Partial,
+    upstream: UpstreamDecode | None = None,
 ) -> list[SegmentDecode] | None:
-    """Decode every segment on its own; the ``.decode`` check. None if the init is unreadable."""
+    """Decode every segment on its own; the ``.decode`` check. None if the init is unreadable.
+
+    With ``upstream`` (every packet already strictly decoded right after encoding), each segment
+    is opened on its own with its init segment and decoded up to its first frame — proving it
+    starts with an IDR a player can start from — and its packets are hashed; the check then
+    requires the segments to carry exactly the upstream-decoded packets."""
     init_uri = summary["init_uri"]
     assert init_uri is not None  # _check_media_playlist returned None otherwise
     try:
@@ -437,9 +508,13 @@ def _decode_rendition(
             decoded.append(SegmentDecode())
             continue
         try:
-            result = decode_segment(init + data, kind)
+            result = decode_segment(init + data, kind, decode_frames=1 if upstream else None)
             if result.frames == 0:
                 raise ValueError(f"no {kind} frame decoded")
+            if upstream is not None:
+                if not result.first_is_keyframe:
+                    raise ValueError("does not start with a keyframe")
+                result.frames = result.packets  # one packet per frame; all decoded upstream
         except Exception as exc:  # any failure to decode is this check's failure, not a crash
             bad.append(f"{uri}: {_reason(exc)}")
             decoded.append(SegmentDecode())
@@ -449,8 +524,34 @@ def _decode_rendition(
             out.decode_seconds += time.perf_counter() - started
     frames = sum(result.frames for result in decoded)
     if kind == "video":
-        out.frames_decoded += frames
         out.packet_digests = [digest for result in decoded for digest in result.packet_digests]
+    if upstream is not None:
+        digests = [d for result in decoded for d in result.payload_digests]
+        if not bad and digests != upstream.digests:
+            first = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(digests, upstream.digests, strict=False))
+                    if a != b
+                ),
+                min(len(digests), len(upstream.digests)),
+            )
+            bad.append(
+                f"packet {first} differs from the decoded encode ({len(digests)} packets, "
+                f"{len(upstream.digests)} decoded)"
+            )
+        out.frames_decoded += upstream.frames
+        out.add(
+            f"{prefix}.decode",
+            not bad,
+            f"{len(bad)} of {len(decoded)} segments fail: {_listed(bad)}"
+            if bad
+            else f"{len(decoded)} segments open alone and start with a decodable IDR; their "
+            f"{frames} packets are the {upstream.frames} frames strictly decoded after encoding",
+        )
+        return decoded
+    if kind == "video":
+        out.frames_decoded += frames
     out.add(
         f"{prefix}.decode",
         not bad,
@@ -468,13 +569,14 @@ def _verify_hls_rung(
     expected_frames: int,
     frame_rate: Fraction,
     resolution: tuple[int, int] | None,
+    upstream: UpstreamDecode | None = None,
 ) -> _Partial:
     out = _Partial()
     prefix = f"hls.{rung}"
     summary = _check_media_playlist(prefix, hls_dir / rung / "index.m3u8", out)
     if summary is None:
         return out
-    decoded = _decode_rendition(prefix, hls_dir / rung, summary, "video", out)
+    decoded = _decode_rendition(prefix, hls_dir / rung, summary, "video", out, upstream)
     if decoded is None:
         return out
 
@@ -690,12 +792,14 @@ def verify_outputs(
     hls: bool = True,
     mp4: bool = True,
     max_workers: int = 2,
+    upstream: Mapping[str, UpstreamDecode] | None = None,
 ) -> VerificationReport:
     """Check every output under ``out_dir`` (``hls/…``, ``mp4/<rung>.mp4``) against the source.
 
     Rungs are decoded in parallel on ``max_workers`` threads (PyAV drops the GIL while
-    decoding). The report lists checks in a fixed order: master, each HLS rung, HLS audio, each
-    MP4.
+    decoding). ``upstream``: rungs whose packets were already strictly decoded (see
+    ``UpstreamDecode``); their segments are opened and started alone but not decoded again.
+    The report lists checks in a fixed order: master, each HLS rung, HLS audio, each MP4.
     """
     if not rungs:
         raise VerificationError("no rungs to verify")
@@ -725,6 +829,7 @@ def verify_outputs(
                     expected_frames=expected_frames,
                     frame_rate=frame_rate,
                     resolution=resolutions.get(rung),
+                    upstream=(upstream or {}).get(rung),
                 ),
             )
             for rung in rungs

@@ -11,6 +11,7 @@ same argv and write exactly the same layout:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from vodforge.media.hls import (
 from vodforge.media.plan import JobPlan
 from vodforge.media.previews import render_sprite_vtt
 from vodforge.media.runner import FfmpegCall
-from vodforge.media.verify import VerificationReport, verify_outputs
+from vodforge.media.verify import UpstreamDecode, VerificationReport, verify_outputs
 
 AAC_LC = "mp4a.40.2"
 #: Top-level folders of a published job (manifest.json sits beside them).
@@ -227,7 +228,13 @@ def write_master(stage: Path, plan: JobPlan) -> None:
     (hls / "master.m3u8").write_text(render_master(variants, audio), encoding="utf-8")
 
 
-def verify_stage(stage: Path, plan: JobPlan, *, max_workers: int) -> VerificationReport:
+def verify_stage(
+    stage: Path,
+    plan: JobPlan,
+    *,
+    max_workers: int,
+    upstream: Mapping[str, UpstreamDecode] | None = None,
+) -> VerificationReport:
     packaging = plan.preset.packaging
     return verify_outputs(
         stage,
@@ -238,6 +245,7 @@ def verify_stage(stage: Path, plan: JobPlan, *, max_workers: int) -> Verificatio
         hls=packaging.hls,
         mp4=packaging.mp4,
         max_workers=max_workers,
+        upstream=upstream,
     )
 
 

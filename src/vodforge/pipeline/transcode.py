@@ -20,13 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from vodforge.media.chunks import Chunk
 from vodforge.media.plan import JobPlan, plan_job
 from vodforge.media.presets import Preset
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
 from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
 from vodforge.media.toolchain import sha256_file
-from vodforge.media.verify import VerificationReport
+from vodforge.media.verify import (
+    Check,
+    SegmentDecode,
+    UpstreamDecode,
+    VerificationReport,
+    decode_segment,
+)
 from vodforge.pipeline import calls
 
 
@@ -185,12 +192,15 @@ def _run(
 
     # Longest chunk first: less idle tail when the pool drains.
     long_calls = [
-        calls.chunk_call(
-            plan,
-            source,
+        (
+            calls.chunk_call(
+                plan,
+                source,
+                ch,
+                [chunk_files[(ch.index, r.name)] for r in plan.renditions],
+                threads=threads,
+            ),
             ch,
-            [chunk_files[(ch.index, r.name)] for r in plan.renditions],
-            threads=threads,
         )
         for ch in sorted(plan.chunks.chunks, key=lambda c: -c.frames)
     ]
@@ -200,34 +210,91 @@ def _run(
     duration = float(plan.chunks.duration)
     observer.planned(
         plan,
-        {c.label: c.media_seconds for c in long_calls + quick_calls}
+        {c.label: c.media_seconds for c in [c for c, _ in long_calls] + quick_calls}
         | {label: duration for label in calls.package_labels(plan)},
     )
 
     # Chunks get one slot per worker; the short calls (audio, previews) get a lane of their own
-    # so they overlap the encodes instead of queueing behind them.
+    # so they overlap the encodes instead of queueing behind them. Each finished chunk is
+    # decoded (strictly, every frame of every rung) on the verify lane while the others are
+    # still encoding, which fills the idle core of the last chunks instead of adding a tail.
+    decodes: dict[tuple[int, str], Future[SegmentDecode]] = {}
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vodforge-long") as pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="vodforge-quick") as quick,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vodforge-verify") as checks,
     ):
+
+        def encode(call: FfmpegCall, chunk: Chunk) -> CallRecord:
+            record = _call(runner, recorder, observer, call)
+            for r in plan.renditions:
+                path = chunk_files[(chunk.index, r.name)]
+                decodes[(chunk.index, r.name)] = checks.submit(_decode_chunk, path, recorder)
+            return record
+
         _gather(
             [quick.submit(_call, runner, recorder, observer, c) for c in quick_calls]
-            + [pool.submit(_call, runner, recorder, observer, c) for c in long_calls]
+            + [pool.submit(encode, c, ch) for c, ch in long_calls]
         )
         calls.write_sprite_vtt(plan, previews_dir)
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
         _gather(pool.submit(_call, runner, recorder, observer, c) for c in package)
+        upstream, chunk_checks = _upstream(plan, decodes)
 
     calls.write_master(stage, plan)
     shutil.rmtree(work)
 
     t0, c0 = time.monotonic(), time.process_time()
-    report = calls.verify_stage(stage, plan, max_workers=workers)
+    report = calls.verify_stage(stage, plan, max_workers=workers, upstream=upstream)
+    report.checks[:0] = chunk_checks
     recorder.add_inprocess("verify", time.monotonic() - t0, time.process_time() - c0)
     observer.finished("verify", None)
     report.raise_for_failures()
     head = calls.manifest_head({"path": str(source)}, plan, report, host=socket.gethostname())
     return head, report
+
+
+def _decode_chunk(path: Path, recorder: _Recorder) -> SegmentDecode:
+    """Strictly decode every frame of one encoded chunk (see ``verify.decode_segment``)."""
+    t0, c0 = time.monotonic(), time.thread_time()
+    try:
+        return decode_segment(path.read_bytes(), "video")
+    finally:
+        recorder.add_inprocess("verify", time.monotonic() - t0, time.thread_time() - c0)
+
+
+def _upstream(
+    plan: JobPlan, decodes: dict[tuple[int, str], Future[SegmentDecode]]
+) -> tuple[dict[str, UpstreamDecode], list[Check]]:
+    """Per rung: the chunks' decoded packets in order, and a check that every chunk decoded
+    strictly into exactly its planned frames."""
+    upstream: dict[str, UpstreamDecode] = {}
+    checks: list[Check] = []
+    for r in plan.renditions:
+        digests: list[bytes] = []
+        frames = 0
+        bad: list[str] = []
+        for ch in plan.chunks.chunks:
+            try:
+                result = decodes[(ch.index, r.name)].result()
+            except Exception as exc:
+                bad.append(f"chunk {ch.index}: {' '.join(str(exc).split())[:200]}")
+                continue
+            if result.frames != ch.frames:
+                bad.append(f"chunk {ch.index}: {result.frames} frames, planned {ch.frames}")
+            digests += result.payload_digests
+            frames += result.frames
+        checks.append(
+            Check(
+                f"chunks.{r.name}.decode",
+                not bad,
+                "; ".join(bad)
+                if bad
+                else f"{len(plan.chunks.chunks)} chunks decode strictly into {frames} frames",
+            )
+        )
+        upstream[r.name] = UpstreamDecode(digests=digests, frames=frames)
+    return upstream, checks
 
 
 def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,10 +151,27 @@ def local_input(ctx: StepContext, ref: JobRef, key: str, into: Path) -> Path:
 
 
 def load_plan(ctx: StepContext, ref: JobRef) -> JobPlan:
-    """Probe and plan (pure and deterministic), so every worker derives the same plan."""
+    """Probe and plan (pure and deterministic), so every worker derives the same plan. A worker
+    process keeps the last few plans: the steps of one job mostly land on the same process,
+    and probing again (PyAV open + first-frame decode) would be most of a short step's cost."""
+    key = (ref, ctx.store.bucket)
+    with _PLAN_LOCK:
+        cached = _PLANS.get(key)
+    if cached is not None:
+        return cached
     info = probe(source_path(ctx, ref))
     preset = load_preset(ref.preset)
-    return plan_job(info, preset, workers=ref.plan_workers, chunk_seconds=ref.chunk_seconds)
+    plan = plan_job(info, preset, workers=ref.plan_workers, chunk_seconds=ref.chunk_seconds)
+    with _PLAN_LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > _PLAN_CACHE_SIZE:
+            _PLANS.pop(next(iter(_PLANS)))
+    return plan
+
+
+_PLAN_CACHE_SIZE = 64
+_PLANS: dict[tuple[JobRef, str], JobPlan] = {}
+_PLAN_LOCK = threading.Lock()
 
 
 def _run(

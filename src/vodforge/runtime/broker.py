@@ -128,7 +128,7 @@ class _WakingConsumer(_RedisConsumer):
 
 
 class _WakeWhenDone(Middleware):
-    """Wakes the consumer that fetched a message once a worker thread is done with it."""
+    """Wakes the consumer that fetched a message once a worker thread has acked it."""
 
     def _wake(self, broker: Any, message: Any) -> None:
         key = done_key(broker.broker_id, message.queue_name)
@@ -138,12 +138,12 @@ class _WakeWhenDone(Middleware):
             pipe.expire(key, 3600)
             pipe.execute()
 
-    def after_process_message(
-        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
-    ) -> None:
+    # After the ack, not after processing: a consumer woken before the ack still counts the
+    # message as outstanding, fetches nothing and goes back to sleep with the token spent.
+    def after_ack(self, broker: Any, message: Any) -> None:
         self._wake(broker, message)
 
-    def after_skip_message(self, broker: Any, message: Any) -> None:
+    def after_nack(self, broker: Any, message: Any) -> None:
         self._wake(broker, message)
 
 

@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= var
 BENCH_ARGS ?=
+RUNTIME_BENCH_ARGS ?=
 
-.PHONY: venv run demo test lint typecheck unit bench clean
+.PHONY: venv run demo test lint typecheck unit bench bench-ladder bench-runtime clean
 
 venv: $(STAMP)
 
@@ -43,8 +44,15 @@ test: lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP)
+# Benchmarks report, they assert nothing: the ladder against plain ffmpeg (issue 2) and the
+# runtime's dispatch latency and burst throughput against a plain process pool (issue 3).
+bench: bench-ladder bench-runtime
+
+bench-ladder: $(STAMP)
 	$(PY) bench/ladder.py $(BENCH_ARGS)
+
+bench-runtime: $(STAMP)
+	$(PY) bench/runtime.py $(RUNTIME_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

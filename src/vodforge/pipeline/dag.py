@@ -4,6 +4,8 @@
           ├─► audio ─────────────────────┼─(fan-in "media")─► package ──► verify ──► done
           └─► previews ──────────────────┘
 
+    probe ──► transcode ──► done          (a job of one chunk: see ``TRANSCODE``)
+
 Probe runs first and plans the rest; the media steps run in parallel on two lanes; the last of
 them to finish (the job store's atomic counter decides which) sends ``package``.
 """
@@ -19,6 +21,9 @@ AUDIO = "audio"
 PREVIEWS = "previews"
 PACKAGE = "package"
 VERIFY = "verify"
+#: A job of a single chunk runs as one step: fanning out a few seconds of video would cost more
+#: in messages, transactions and intermediate objects than it saves.
+TRANSCODE = "transcode"
 ENCODE_PREFIX = "encode:"
 MEDIA_GROUP = "media"
 
@@ -56,17 +61,23 @@ def step_kind(step: str) -> str:
 
 
 def lane_of(step: str) -> Lane:
-    return Lane.LONG if step.startswith(ENCODE_PREFIX) or step == PACKAGE else Lane.QUICK
+    long = step.startswith(ENCODE_PREFIX) or step in (PACKAGE, TRANSCODE)
+    return Lane.LONG if long else Lane.QUICK
 
 
 def probe_spec() -> StepSpec:
     return StepSpec(PROBE, Lane.QUICK)
 
 
-def job_steps(*, chunks: int, has_audio: bool, has_previews: bool) -> list[StepSpec]:
-    """Every step of a planned job, in a topological order."""
+def job_steps(
+    *, chunks: int, has_audio: bool, has_previews: bool, single: bool = False
+) -> list[StepSpec]:
+    """Every step of a planned job, in a topological order. ``single``: the whole job after
+    the probe is one ``transcode`` step on the long lane."""
     if chunks < 1:
         raise ValueError("a job has at least one chunk")
+    if single:
+        return [probe_spec(), StepSpec(TRANSCODE, Lane.LONG, (PROBE,))]
     media = [StepSpec(encode_step(i), Lane.LONG, (PROBE,), MEDIA_GROUP) for i in range(chunks)]
     if has_audio:
         media.append(StepSpec(AUDIO, Lane.QUICK, (PROBE,), MEDIA_GROUP))

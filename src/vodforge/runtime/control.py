@@ -21,6 +21,7 @@ def job_specs(steps: list[StepView]) -> list[dag.StepSpec]:
         chunks=sum(1 for n in names if n.startswith(dag.ENCODE_PREFIX)) or 1,
         has_audio=dag.AUDIO in names,
         has_previews=dag.PREVIEWS in names,
+        single=dag.TRANSCODE in names,
     )
 
 

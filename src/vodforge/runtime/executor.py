@@ -192,6 +192,8 @@ class StepExecutor:
                 return self._probe(ref, t0)
             if step == dag.VERIFY:
                 return self._verify(ref, t0)
+            if step == dag.TRANSCODE:
+                return self._transcode(ref, t0, sink)
             if step.startswith(dag.ENCODE_PREFIX):
                 result = steps.run_encode(self.ctx, ref, dag.chunk_index(step), sink)
             elif step == dag.AUDIO:
@@ -241,13 +243,9 @@ class StepExecutor:
         return finish.newly_finished
 
     def _specs(self, ref: steps.JobRef) -> list[dag.StepSpec]:
-        """The job's step graph, rebuilt from the step rows the probe created."""
-        rows = self.jobs.steps(ref.job_id)
-        names = {r.name for r in rows}
-        chunks = sum(1 for n in names if n.startswith(dag.ENCODE_PREFIX))
-        return dag.job_steps(
-            chunks=chunks, has_audio=dag.AUDIO in names, has_previews=dag.PREVIEWS in names
-        )
+        """The job's step graph: derived from its plan (cached per worker process), exactly as
+        the probe derived it when it created the step rows."""
+        return steps.run_probe(self.ctx, ref).specs
 
     def _probe(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
         probed = steps.run_probe(self.ctx, ref)
@@ -263,7 +261,36 @@ class StepExecutor:
     def _verify(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
         job = self.jobs.get_job(ref.job_id)
         published = steps.run_verify(self.ctx, ref, source_etag=job.etag, bucket=job.bucket)
-        if self._advance(ref, dag.VERIFY, t0, 0.0, {"manifest": published.manifest_key}):
+        self._complete(ref, dag.VERIFY, t0, published)
+        return []
+
+    def _transcode(
+        self, ref: steps.JobRef, t0: float, sink: steps.ProgressSink
+    ) -> list[CallRecord]:
+        job = self.jobs.get_job(ref.job_id)
+        published = steps.run_transcode(
+            self.ctx, ref, source_etag=job.etag, bucket=job.bucket, progress=sink
+        )
+        self._complete(ref, dag.TRANSCODE, t0, published)
+        return [
+            CallRecord(
+                step=str(c["step"]),
+                label=str(c["label"]),
+                argv=tuple(c["argv"]),
+                exit_code=int(c["exit_code"]),
+                wall_seconds=float(c["wall_seconds"]),
+                cpu_seconds=float(c["cpu_seconds"]),
+                toolchain_id=str(c["toolchain"]),
+                started_at=float(c["started_at"]),
+            )
+            for c in published.manifest.get("calls", [])
+        ]
+
+    def _complete(
+        self, ref: steps.JobRef, step: str, t0: float, published: steps.Published
+    ) -> None:
+        cpu = float(published.manifest.get("totals", {}).get("cpu_seconds", 0.0))
+        if self._advance(ref, step, t0, cpu, {"manifest": published.manifest_key}):
             done = self.jobs.complete_job(
                 ref.job_id,
                 outputs=[
@@ -275,7 +302,6 @@ class StepExecutor:
             age = (done.finished_at - done.created_at).total_seconds() if done.finished_at else 0.0
             metrics.JOB_SECONDS.labels("succeeded").observe(age)
             log.info("job succeeded", outputs=len(published.outputs), seconds=round(age, 3))
-        return []
 
     # -----------------------------------------------------------------------------------------
 

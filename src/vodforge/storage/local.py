@@ -222,6 +222,21 @@ class LocalStore:
         if parts[0] == _META or any(_is_temp_name(part) for part in parts):
             raise InvalidKey(f"object key {key!r} uses a name LocalStore reserves")
         path = self.root.joinpath(*parts)
+        # Fast path: lstat only the components below the (already resolved) root; the full
+        # resolve below runs only when one of them is a symlink.
+        current = str(self.root)
+        for part in parts:
+            current = f"{current}/{part}"
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                return key, path  # nothing exists from here on: no symlink to follow
+            except OSError:
+                break
+            if stat_mode.S_ISLNK(mode):
+                break
+        else:
+            return key, path
         try:
             real = path.resolve()
         except (OSError, RuntimeError) as exc:  # symlink loop

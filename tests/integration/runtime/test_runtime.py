@@ -107,6 +107,29 @@ def test_upload_event_runs_the_whole_job(harness: HarnessFactory, sample: Sample
     assert job.manifest_key == f"outputs/{job.id}/manifest.json"
 
 
+def test_a_single_chunk_job_runs_as_one_step(
+    harness: HarnessFactory, sample: SampleFactory
+) -> None:
+    h = harness()
+    h.upload(sample("hd_audio", seconds=1, size=(320, 180)), "uploads/short.mp4")
+    job = h.wait(h.job_for("uploads/short.mp4").id)
+    assert job.state == JobState.SUCCEEDED, job.error_message
+    steps = {s.name: s for s in h.runtime.jobs.steps(job.id)}
+    assert set(steps) == {"probe", "transcode"}
+    assert steps["transcode"].lane == "long"
+    assert (steps["transcode"].cpu_seconds or 0) > 0
+    store = h.runtime.store
+    manifest = json.loads(store.get_bytes(f"outputs/{job.id}/manifest.json"))
+    assert manifest["verification"]["ok"] is True
+    assert manifest["source"]["key"] == "uploads/short.mp4"
+    assert "path" not in manifest["source"]
+    keys = {o.key for o in store.list(f"outputs/{job.id}/")}
+    assert {o["key"] for o in manifest["outputs"]} | {f"outputs/{job.id}/manifest.json"} == keys
+    for o in manifest["outputs"]:
+        assert store.stat(o["key"]).size == o["size"]
+    assert not list(store.list(f"work/{job.id}/"))
+
+
 def test_duplicate_event_maps_to_one_job(harness: HarnessFactory, sample: SampleFactory) -> None:
     h = harness(workers=False)
     src = sample("basic", seconds=1, size=(160, 90))

@@ -140,10 +140,12 @@ class StepExecutor:
                     self._failed(message, exc, attempt, kind, t0)
                     return
                 for record in records:
+                    # Labelled by the call's own step (encode, audio, ...), also inside a
+                    # single-step transcode.
                     metrics.FFMPEG_INVOCATIONS.labels(
-                        kind, record.toolchain_id, str(record.exit_code)
+                        record.step, record.toolchain_id, str(record.exit_code)
                     ).inc()
-                    metrics.FFMPEG_SECONDS.labels(kind, record.toolchain_id).observe(
+                    metrics.FFMPEG_SECONDS.labels(record.step, record.toolchain_id).observe(
                         record.wall_seconds
                     )
                 metrics.STEP_SECONDS.labels(kind, "succeeded").observe(time.monotonic() - t0)

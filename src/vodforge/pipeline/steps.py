@@ -344,6 +344,8 @@ def run_transcode(
             workers=ref.plan_workers,
             chunk_seconds=ref.chunk_seconds,
             observer=_StepProgress(progress),
+            plan=plan,
+            write_manifest=False,
         )
         outputs = []
         for entry in result.manifest["outputs"]:
@@ -358,8 +360,9 @@ def run_transcode(
         "etag": source_etag,
     }
     manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
+    # Compact: json's C encoder only runs without indent (a manifest lists every call's argv).
     ctx.store.put_bytes(
-        key, json.dumps(manifest, indent=2).encode(), content_type="application/json"
+        key, json.dumps(manifest, separators=(",", ":")).encode(), content_type="application/json"
     )
     return Published(key, outputs, manifest)
 

@@ -119,16 +119,21 @@ def transcode(
     workers: int | None = None,
     chunk_seconds: float | None = None,
     observer: TranscodeObserver | None = None,
+    plan: JobPlan | None = None,
+    write_manifest: bool = True,
 ) -> TranscodeResult:
+    """``plan``: already made from this source and preset (the runtime's probe step did).
+    ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
     wall0, cpu0 = time.monotonic(), time.process_time()
     recorder = _Recorder()
 
-    t0, c0 = time.monotonic(), time.process_time()
-    info = probe(source)
-    plan = plan_job(info, preset, workers=workers, chunk_seconds=chunk_seconds)
-    recorder.add_inprocess("probe", time.monotonic() - t0, time.process_time() - c0)
+    if plan is None:
+        t0, c0 = time.monotonic(), time.process_time()
+        info = probe(source)
+        plan = plan_job(info, preset, workers=workers, chunk_seconds=chunk_seconds)
+        recorder.add_inprocess("probe", time.monotonic() - t0, time.process_time() - c0)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
@@ -147,7 +152,7 @@ def transcode(
         out_dir=out_dir,
         plan=plan,
         manifest=_finish_manifest(
-            manifest, out_dir, toolchain_fingerprint, recorder, wall, cpu, source
+            manifest, out_dir, toolchain_fingerprint, recorder, wall, cpu, source, write_manifest
         ),
         verification=report,
         wall_seconds=wall,
@@ -337,6 +342,7 @@ def _finish_manifest(
     wall: float,
     cpu: float,
     source: Path,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Add what is only known after publishing (output hashes, timings, every call's argv) and
     write manifest.json last, so its presence means the outputs beside it are complete."""
@@ -363,6 +369,8 @@ def _finish_manifest(
     }
     manifest["outputs"] = outputs
     tmp = out_dir / ".manifest.json.tmp"
+    if not write:
+        return manifest
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, out_dir / "manifest.json")
     return manifest

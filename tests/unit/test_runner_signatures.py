@@ -226,6 +226,27 @@ def test_runner_keeps_a_slow_call_that_progresses(tmp_path: Path) -> None:
     assert record.exit_code == 0
 
 
+def test_die_with_parent_sets_pdeathsig_and_keeps_the_argv(tmp_path: Path) -> None:
+    """The child learns to die with its worker (PR_SET_PDEATHSIG = SIGKILL); the recorded argv
+    is ffmpeg's own, whatever launcher set the signal."""
+    toolchain = fake_ffmpeg(
+        tmp_path,
+        "import ctypes\n"
+        "sig = ctypes.c_int(0)\n"
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(sig))\n"  # PR_GET_PDEATHSIG
+        "sys.stderr.write(f'pdeathsig={sig.value}\\n')",
+    )
+    record = SubprocessRunner(toolchain, check_drift=False, die_with_parent=True).run(
+        FfmpegCall(step="encode", label="c1", argv=("-x",))
+    )
+    assert f"pdeathsig={int(signal.SIGKILL)}" in record.stderr
+    assert record.argv == (str(toolchain.path), "-x")
+    plain = SubprocessRunner(toolchain, check_drift=False).run(
+        FfmpegCall(step="encode", label="c1", argv=("-x",))
+    )
+    assert "pdeathsig=0" in plain.stderr
+
+
 def test_recording_runner_fake() -> None:
     runner = RecordingRunner()
     runner.run(FfmpegCall(step="encode", label="a", argv=("-i", "x")))

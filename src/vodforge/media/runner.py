@@ -92,6 +92,14 @@ def die_with_parent() -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+_SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
+
+
+def _pdeathsig_launcher() -> tuple[str, ...]:
+    for path in _SETPRIV:
+        if os.access(path, os.X_OK):
+            return (path, "--pdeathsig", "KILL", "--")
+    return ()
 
 
 class _Watchdog:
@@ -147,6 +155,7 @@ class SubprocessRunner:
         #: Linux: the kernel SIGKILLs ffmpeg if the thread that started it dies (a worker killed
         #: with SIGKILL must not leave an orphan encode running).
         self.die_with_parent = die_with_parent
+        self._launcher = _pdeathsig_launcher() if die_with_parent else ()
         self.deadline = deadline or Deadline()
         self.check_drift = check_drift
         #: Kill a call that reports no progress for this long (None: only the deadline applies).
@@ -161,15 +170,19 @@ class SubprocessRunner:
             self.toolchain.verify_unchanged()
         argv = (str(self.toolchain.path), *call.argv)
         timeout = self.deadline.for_call(call)
+        # util-linux's setpriv sets PR_SET_PDEATHSIG and execs ffmpeg (same pid), so Python can
+        # spawn with vfork; a preexec_fn would force a full fork of a large worker process.
+        launch = (*self._launcher, *argv) if self._launcher else argv
+        preexec = die_with_parent if self.die_with_parent and not self._launcher else None
         started_at = time.time()
         start = time.monotonic()
         proc = subprocess.Popen(
-            argv,
+            launch,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: a timeout kills everything it started
-            preexec_fn=die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
+            preexec_fn=preexec,  # noqa: PLW1509
             text=True,
             errors="replace",
         )

@@ -34,7 +34,7 @@ from vodforge.media.progress import Progress
 from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
 from vodforge.media.toolchain import sha256_file
 from vodforge.pipeline import calls, dag
-from vodforge.storage import ObjectStore, SupportsMoveIn
+from vodforge.storage import LocalStore, ObjectStore, SupportsMoveIn
 
 ProgressSink = Callable[[float], None]
 
@@ -348,10 +348,12 @@ def run_transcode(
             write_manifest=False,
         )
         outputs = []
+        files = []
         for entry in result.manifest["outputs"]:
             out_key = ref.outputs + str(entry["key"])
-            _publish_file(ctx, out_key, result.out_dir / str(entry["key"]))
+            files.append((out_key, result.out_dir / str(entry["key"])))
             outputs.append({**entry, "key": out_key, "kind": str(entry["key"]).split("/")[0]})
+        _publish_files(ctx, files)
     manifest = dict(result.manifest)
     manifest["source"] = {
         **{k: v for k, v in manifest["source"].items() if k != "path"},
@@ -367,12 +369,16 @@ def run_transcode(
     return Published(key, outputs, manifest)
 
 
-def _publish_file(ctx: StepContext, key: str, path: Path) -> None:
-    """Into the store: a rename for a local store (the file is ours to give), else a put."""
-    if isinstance(ctx.store, SupportsMoveIn):
-        ctx.store.move_in(key, path)
-    else:
-        ctx.store.put_file(key, path)
+def _publish_files(ctx: StepContext, files: list[tuple[str, Path]]) -> None:
+    """Into the store: renames for a local store (the files are ours to give), else puts."""
+    if isinstance(ctx.store, LocalStore):
+        ctx.store.move_in_many(files)
+        return
+    for key, path in files:
+        if isinstance(ctx.store, SupportsMoveIn):
+            ctx.store.move_in(key, path)
+        else:
+            ctx.store.put_file(key, path)
 
 
 def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) -> Published:

@@ -21,7 +21,7 @@ import shutil
 import stat as stat_mode
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -429,7 +429,22 @@ class LocalStore:
         with source:
             return self._write(key, source.read, content_type)
 
-    def move_in(self, key: str, path: Path, *, content_type: str | None = None) -> ObjectInfo:
+    def move_in_many(self, items: Sequence[tuple[str, Path]]) -> list[ObjectInfo]:
+        """``move_in`` for a set of files (a job's outputs): each file is still fsynced before
+        its rename, but each destination directory is fsynced once, at the end."""
+        infos = [self.move_in(key, path, _sync_dir=False) for key, path in items]
+        for directory in sorted({self._resolve(info.key)[1].parent for info in infos}):
+            _fsync_dir(directory)
+        return infos
+
+    def move_in(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str | None = None,
+        _sync_dir: bool = True,
+    ) -> ObjectInfo:
         """Take ownership of ``path`` by renaming it into the store (a copy across filesystems).
 
         The file is opened before the rename so the etag is computed from the very inode that
@@ -469,7 +484,8 @@ class LocalStore:
                 except OSError:
                     _unlink_quietly(tmp)
                 raise
-            _fsync_dir(dest.parent)
+            if _sync_dir:
+                _fsync_dir(dest.parent)
         return self._created(key, st, digest.hexdigest(), content_type)
 
     # -- reads ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import vodforge.storage.local as local_module
 from vodforge.errors import InputError, InvalidKey, ObjectNotFound, OutOfDisk, StorageError
 from vodforge.storage import (
     LocalStore,
@@ -364,3 +365,29 @@ def test_symlink_planted_inside_root_cannot_escape(store: LocalStore, tmp_path: 
     assert store.delete_prefix("") == 1
     assert (outside / "passwd").read_bytes() == b"root:x:0:0"
     assert sorted(p.name for p in outside.iterdir()) == ["passwd"]
+
+
+def test_move_in_many_moves_every_file_and_syncs_each_directory_once(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = local_module._fsync_dir
+
+    def record(directory: Path) -> None:
+        synced.append(directory)
+        real(directory)
+
+    monkeypatch.setattr(local_module, "_fsync_dir", record)
+    files = []
+    for name in ("hls/a/init.mp4", "hls/a/seg_00000.m4s", "hls/a/seg_00001.m4s", "mp4/a.mp4"):
+        path = tmp_path / "out" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+        files.append((f"outputs/j/{name}", path))
+    infos = store.move_in_many(files)
+    assert [i.key for i in infos] == [key for key, _ in files]
+    for (key, path), info in zip(files, infos, strict=True):
+        assert not path.exists()
+        assert info.etag == hashlib.sha256(key.removeprefix("outputs/j/").encode()).hexdigest()
+        assert store.get_bytes(key) == key.removeprefix("outputs/j/").encode()
+    assert sorted(synced) == sorted({store.root / "outputs/j/hls/a", store.root / "outputs/j/mp4"})

@@ -451,8 +451,14 @@ def jobs_show(
             return
         out.print(f"[bold]{job.id}[/] {job.state}  {job.bucket}/{job.key}  preset {job.preset}")
         if job.error_message:
+            where = next(
+                (a.worker for a in reversed(attempts) if a.step == job.failed_step and a.worker),
+                "?",
+            )
             out.print(
-                f"[red]error[/] ({job.error_label}) in {job.failed_step}: {job.error_message}"
+                f"[red]error[/] ({job.error_label}) in {job.failed_step} on {where}: "
+                f"{job.error_message}",
+                highlight=False,
             )
         table = Table("step", "lane", "state", "attempts", "wall s", "cpu s", "worker")
         for s in steps:
@@ -518,9 +524,11 @@ def dlq_list(
         if as_json:
             out.print_json(json.dumps([d.to_dict() for d in letters]))
             return
-        table = Table("id", "job", "step", "label", "message", "state")
+        table = Table("id", "job", "step", "label", "worker", "message", "state")
         for d in letters:
-            table.add_row(d.id, d.job_id, d.step, d.error_label, d.message[:120], d.state)
+            table.add_row(
+                d.id, d.job_id, d.step, d.error_label, d.worker, d.message[:120], str(d.state)
+            )
         out.print(table)
 
     _guard(go)

@@ -4,6 +4,9 @@ jobs, jobs run their steps on two lanes, failures retry or dead-letter, replays 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -277,3 +280,49 @@ def test_reaper_fails_jobs_past_their_max_age(
     [letter] = h.runtime.jobs.list_dead_letters()
     assert letter.job_id == job.id
     assert letter.worker  # every error names the host:pid that hit it
+
+
+def _cli(h_settings_db: str, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | {
+        "VODFORGE_DATABASE_URL": h_settings_db,
+        "VODFORGE_DATA_DIR": str(data),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "vodforge", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_jobs_and_dlq_commands(
+    harness: HarnessFactory, sample: SampleFactory, tmp_path: Path
+) -> None:
+    h = harness()
+    h.upload(sample("random_bytes"), "uploads/bad.mp4")
+    job = h.wait(h.job_for("uploads/bad.mp4").id)
+    db = h.settings.resolved_database_url
+
+    listed = _cli(db, tmp_path, "jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [j["id"] for j in json.loads(listed.stdout)] == [job.id]
+
+    shown = _cli(db, tmp_path, "jobs", "show", job.id)
+    assert shown.returncode == 0, shown.stderr
+    assert "error (input_not_media) in probe on " in " ".join(shown.stdout.split())
+
+    letters = _cli(db, tmp_path, "dlq", "list", "--json")
+    [letter] = json.loads(letters.stdout)
+    assert letter["job_id"] == job.id
+    assert letter["worker"]
+
+    missing = _cli(db, tmp_path, "jobs", "show", "nope")
+    assert missing.returncode != 0
+    assert "Traceback" not in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+    no_broker = _cli(db, tmp_path / "elsewhere", "dlq", "replay", letter["id"])
+    assert no_broker.returncode == 2
+    assert "no broker" in no_broker.stderr

@@ -17,6 +17,7 @@ from vodforge.pipeline.dag import Lane
 from vodforge.runtime.actors import bind_lanes
 from vodforge.runtime.app import build_runtime
 from vodforge.runtime.broker import make_broker
+from vodforge.runtime.janitor import run_janitor
 from vodforge.runtime.serve import PARENT_ENV
 from vodforge.settings import Settings
 
@@ -61,6 +62,12 @@ def run_worker(
     runtime = build_runtime(settings, broker_url=broker_url, worker=True, runner=runner)
     assert runtime.executor is not None
     executor = runtime.executor
+    threading.Thread(
+        target=run_janitor,
+        args=(executor.ctx.scratch, runtime.jobs, stop),
+        daemon=True,
+        name="janitor",
+    ).start()
     threads = {
         Lane.QUICK: settings.quick_concurrency,
         Lane.LONG: settings.resolved_long_concurrency(),

@@ -22,6 +22,7 @@ from vodforge.jobs import JobState, StepState
 from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
 from vodforge.media.toolchain import Toolchain
 from vodforge.runtime.control import replay_dead_letter
+from vodforge.runtime.janitor import sweep_scratch
 from vodforge.runtime.reaper import Reaper
 from vodforge.storage import ObjectCreated
 
@@ -326,3 +327,25 @@ def test_jobs_and_dlq_commands(
     no_broker = _cli(db, tmp_path / "elsewhere", "dlq", "replay", letter["id"])
     assert no_broker.returncode == 2
     assert "no broker" in no_broker.stderr
+
+
+def test_janitor_sweeps_scratch_of_ended_and_unknown_jobs(
+    harness: HarnessFactory, sample: SampleFactory, tmp_path: Path
+) -> None:
+    h = harness(workers=False)
+    h.upload(sample("basic", seconds=1, size=(160, 90)), "uploads/live.mp4")
+    live = h.job_for("uploads/live.mp4")
+    scratch = tmp_path / "scratch"
+    for name in (live.id, "0123456789abcdef01234567", "fresh-unknown"):
+        (scratch / name).mkdir(parents=True)
+        (scratch / name / "x").write_bytes(b"x")
+    old = time.time() - 7200
+    for name in (live.id, "0123456789abcdef01234567"):
+        os.utime(scratch / name, (old, old))
+    removed = sweep_scratch(scratch, h.runtime.jobs)
+    # the queued job keeps its folder; the unknown old one goes; a fresh one stays (in use)
+    assert removed == ["0123456789abcdef01234567"]
+    assert (scratch / live.id).exists()
+    assert (scratch / "fresh-unknown").exists()
+    h.runtime.jobs.cancel_job(live.id)
+    assert sweep_scratch(scratch, h.runtime.jobs) == [live.id]

@@ -1,0 +1,63 @@
+"""Worker-side cleanup of scratch folders.
+
+A step works in ``<data>/scratch/<job>/``; the job's last step removes it, but only on the host
+where that step ran. Folders of jobs that ended elsewhere, or that a crash interrupted, are
+removed here once their job is over (or unknown) and nothing has touched them for a while.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vodforge.errors import JobNotFound
+from vodforge.jobs import JobStore
+from vodforge.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def sweep_scratch(
+    scratch: Path,
+    jobs: JobStore,
+    *,
+    min_age_seconds: float = 3600.0,
+    now: Callable[[], float] = time.time,
+) -> list[str]:
+    """Remove the scratch folders of ended (or unknown) jobs untouched for ``min_age_seconds``.
+    Returns the job ids whose folders went."""
+    removed: list[str] = []
+    if not scratch.is_dir():
+        return removed
+    for folder in sorted(p for p in scratch.iterdir() if p.is_dir()):
+        try:
+            age = now() - folder.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < min_age_seconds:
+            continue
+        try:
+            if not jobs.get_job(folder.name).terminal:
+                continue
+        except JobNotFound:
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    if removed:
+        log.info("scratch swept", jobs=len(removed))
+    return removed
+
+
+def run_janitor(
+    scratch: Path, jobs: JobStore, stop: threading.Event, interval: float = 600.0
+) -> None:
+    while True:
+        try:
+            sweep_scratch(scratch, jobs)
+        except Exception as exc:  # cleanup must never take a worker down
+            log.warning("scratch sweep failed", error=repr(exc))
+        if stop.wait(interval):
+            return

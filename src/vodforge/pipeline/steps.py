@@ -294,6 +294,37 @@ class Published:
     manifest_key: str
     outputs: list[dict[str, Any]]
     manifest: dict[str, Any]
+    #: The ffmpeg calls this run made (none when it found the job already published).
+    records: list[CallRecord] = field(default_factory=list)
+
+
+def _already_published(ctx: StepContext, ref: JobRef) -> Published | None:
+    """A redelivered final step whose first run published (manifest.json is written last)."""
+    key = f"{ref.outputs}manifest.json"
+    if not ctx.store.exists(key):
+        return None
+    manifest = json.loads(ctx.store.get_bytes(key))
+    return Published(key, list(manifest["outputs"]), manifest)
+
+
+def _publish(
+    ctx: StepContext, ref: JobRef, files: list[tuple[str, Path]], manifest: dict[str, Any]
+) -> str:
+    """Outputs into the store, then manifest.json last: its presence means everything it lists
+    is there. Compact JSON: json's C encoder only runs without indent."""
+    if isinstance(ctx.store, LocalStore):
+        ctx.store.move_in_many(files)  # renames: the files are ours to give
+    else:
+        for key, path in files:
+            if isinstance(ctx.store, SupportsMoveIn):
+                ctx.store.move_in(key, path)
+            else:
+                ctx.store.put_file(key, path)
+    key = f"{ref.outputs}manifest.json"
+    ctx.store.put_bytes(
+        key, json.dumps(manifest, separators=(",", ":")).encode(), content_type="application/json"
+    )
+    return key
 
 
 class _StepProgress:
@@ -327,10 +358,8 @@ def run_transcode(
 ) -> Published:
     """A whole single-chunk job in one step: the one-machine transcode (encode ∥ audio ∥
     previews, package, verify) in scratch, then publish under ``outputs/J/``, manifest last."""
-    key = f"{ref.outputs}manifest.json"
-    if ctx.store.exists(key):  # a redelivery after the first run published
-        manifest = json.loads(ctx.store.get_bytes(key))
-        return Published(key, list(manifest["outputs"]), manifest)
+    if (done := _already_published(ctx, ref)) is not None:
+        return done
     from vodforge.pipeline.transcode import transcode  # noqa: PLC0415 — transcode imports calls
 
     plan = load_plan(ctx, ref)
@@ -353,42 +382,25 @@ def run_transcode(
             out_key = ref.outputs + str(entry["key"])
             files.append((out_key, result.out_dir / str(entry["key"])))
             outputs.append({**entry, "key": out_key, "kind": str(entry["key"]).split("/")[0]})
-        _publish_files(ctx, files)
-    manifest = dict(result.manifest)
-    manifest["source"] = {
-        **{k: v for k, v in manifest["source"].items() if k != "path"},
-        "bucket": bucket,
-        "key": ref.source_key,
-        "etag": source_etag,
-    }
-    manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
-    # Compact: json's C encoder only runs without indent (a manifest lists every call's argv).
-    ctx.store.put_bytes(
-        key, json.dumps(manifest, separators=(",", ":")).encode(), content_type="application/json"
-    )
-    return Published(key, outputs, manifest)
-
-
-def _publish_files(ctx: StepContext, files: list[tuple[str, Path]]) -> None:
-    """Into the store: renames for a local store (the files are ours to give), else puts."""
-    if isinstance(ctx.store, LocalStore):
-        ctx.store.move_in_many(files)
-        return
-    for key, path in files:
-        if isinstance(ctx.store, SupportsMoveIn):
-            ctx.store.move_in(key, path)
-        else:
-            ctx.store.put_file(key, path)
+        manifest = dict(result.manifest)
+        manifest["source"] = {
+            **{k: v for k, v in manifest["source"].items() if k != "path"},
+            "bucket": bucket,
+            "key": ref.source_key,
+            "etag": source_etag,
+        }
+        manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
+        key = _publish(ctx, ref, files, manifest)
+    return Published(key, outputs, manifest, result.records)
 
 
 def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) -> Published:
     """Verify the packaged outputs, then publish them under ``outputs/J/`` with manifest.json
     written last: its presence means everything it lists is there and verified."""
-    key = f"{ref.outputs}manifest.json"
-    if ctx.store.exists(key) and not any(True for _ in ctx.store.list(f"{ref.work}stage/")):
-        # A redelivered verify whose first run published and cleaned up before it was recorded.
-        manifest = json.loads(ctx.store.get_bytes(key))
-        return Published(key, list(manifest["outputs"]), manifest)
+    # A redelivered verify whose first run published and cleaned up before it was recorded.
+    staged = any(True for _ in ctx.store.list(f"{ref.work}stage/"))
+    if not staged and (done := _already_published(ctx, ref)) is not None:
+        return done
     plan = load_plan(ctx, ref)
     with _workdir(ctx, ref, dag.VERIFY) as work:
         final = work / "final"
@@ -408,35 +420,36 @@ def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) 
         )
         ctx.store.delete(f"{ref.outputs}manifest.json")
         outputs = []
+        files = []
         for path in sorted(p for p in final.rglob("*") if p.is_file()):
             rel = path.relative_to(final).as_posix()
             out_key = ref.outputs + rel
-            info = ctx.store.put_file(out_key, path)
+            files.append((out_key, path))
             outputs.append(
                 {
                     "key": out_key,
-                    "size": info.size,
+                    "size": path.stat().st_size,
                     "sha256": sha256_file(path),
                     "kind": rel.split("/")[0],
                 }
             )
-    steps: dict[str, dict[str, float]] = {}
-    for r in records:
-        s = steps.setdefault(str(r["step"]), {"wall_seconds": 0.0, "cpu_seconds": 0.0, "calls": 0})
-        s["wall_seconds"] += float(r["wall_seconds"])
-        s["cpu_seconds"] += float(r["cpu_seconds"])
-        s["calls"] += 1
-    manifest |= {
-        "job_id": ref.job_id,
-        "toolchain": ctx.toolchain_fingerprint,
-        "calls": sorted(records, key=lambda r: (r["started_at"], r["label"])),
-        "steps": steps,
-        "totals": {"cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 3)},
-        "outputs": outputs,
-    }
-    ctx.store.put_bytes(
-        key, json.dumps(manifest, indent=2).encode(), content_type="application/json"
-    )
+        steps: dict[str, dict[str, float]] = {}
+        for r in records:
+            s = steps.setdefault(
+                str(r["step"]), {"wall_seconds": 0.0, "cpu_seconds": 0.0, "calls": 0}
+            )
+            s["wall_seconds"] += float(r["wall_seconds"])
+            s["cpu_seconds"] += float(r["cpu_seconds"])
+            s["calls"] += 1
+        manifest |= {
+            "job_id": ref.job_id,
+            "toolchain": ctx.toolchain_fingerprint,
+            "calls": sorted(records, key=lambda r: (r["started_at"], r["label"])),
+            "steps": steps,
+            "totals": {"cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 3)},
+            "outputs": outputs,
+        }
+        key = _publish(ctx, ref, files, manifest)
     ctx.store.delete_prefix(ref.work)
     shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)
     return Published(key, outputs, manifest)

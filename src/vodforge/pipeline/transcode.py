@@ -368,9 +368,9 @@ def _finish_manifest(
         "speed_x_realtime": round(manifest["plan"]["duration"] / wall, 3) if wall else None,
     }
     manifest["outputs"] = outputs
-    tmp = out_dir / ".manifest.json.tmp"
     if not write:
         return manifest
+    tmp = out_dir / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, out_dir / "manifest.json")
     return manifest

@@ -274,19 +274,7 @@ class StepExecutor:
             self.ctx, ref, source_etag=job.etag, bucket=job.bucket, progress=sink
         )
         self._complete(ref, dag.TRANSCODE, t0, published)
-        return [
-            CallRecord(
-                step=str(c["step"]),
-                label=str(c["label"]),
-                argv=tuple(c["argv"]),
-                exit_code=int(c["exit_code"]),
-                wall_seconds=float(c["wall_seconds"]),
-                cpu_seconds=float(c["cpu_seconds"]),
-                toolchain_id=str(c["toolchain"]),
-                started_at=float(c["started_at"]),
-            )
-            for c in published.manifest.get("calls", [])
-        ]
+        return published.records
 
     def _complete(
         self, ref: steps.JobRef, step: str, t0: float, published: steps.Published

@@ -9,7 +9,20 @@ DATA   ?= var
 BENCH_ARGS ?=
 RUNTIME_BENCH_ARGS ?=
 
-.PHONY: venv run demo test lint typecheck unit bench bench-ladder bench-runtime clean
+.PHONY: venv sysdeps run demo test lint typecheck unit bench bench-ladder bench-runtime clean
+
+# System packages the tests need and nothing else provides: Debian's ffmpeg (the second,
+# unpinned toolchain that certification and canary tests compare against) and Debian's Chromium
+# + ChromeDriver for the browser test. Installed only when missing; vodforge itself never uses
+# them (its ffmpeg is the pinned wheel's, never PATH's).
+SYSDEPS := ffmpeg chromium chromium-driver
+sysdeps:
+	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 venv: $(STAMP)
 
@@ -38,7 +51,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: sysdeps lint typecheck
 	$(BIN)/pytest
 
 unit: $(STAMP)

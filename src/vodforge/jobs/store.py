@@ -15,6 +15,7 @@ read lock has to be upgraded. Connection failures and lock timeouts surface as `
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 import uuid
@@ -37,6 +38,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    insert,
     select,
     text,
     update,
@@ -71,6 +73,8 @@ from vodforge.jobs.views import (
     JobSpec,
     JobView,
     OutputRecord,
+    PlannedSteps,
+    Publication,
     StepFinish,
     StepStart,
     StepView,
@@ -264,51 +268,14 @@ class JobStore:
     ) -> None:
         """Add ``(name, lane)`` steps as pending; steps that exist are left untouched, so a
         replanned duplicate message does not reset progress."""
-        now = self._now()
         with self._tx(write=True) as s:
-            job = _job(s, job_id, lock=True)
-            known = set(s.scalars(select(Step.name).where(Step.job_id == job_id)))
-            for name, lane in steps:
-                if name in known:
-                    continue
-                known.add(name)
-                s.add(
-                    Step(
-                        job_id=job_id,
-                        name=name,
-                        lane=lane,
-                        state=StepState.PENDING.value,
-                        attempts=0,
-                        enqueued_at=None,
-                        started_at=None,
-                        finished_at=None,
-                        updated_at=now,
-                        wall_seconds=None,
-                        cpu_seconds=None,
-                        worker=None,
-                        progress=0.0,
-                        error_label=None,
-                        error_message=None,
-                        outputs=None,
-                    )
-                )
-            if plan is not None:
-                job.plan = plan
-            job.updated_at = now
+            _add_steps(s, job_id, steps, plan, self._now())
 
     def set_fanin(self, job_id: str, group: str, total: int) -> None:
         """Declare a fan-in group of ``total`` steps; a repeat with the same total is a no-op."""
-        if total < 1:
-            raise JobError(f"fan-in {group} of job {job_id} needs at least one step, not {total}")
         with self._tx(write=True) as s:
             _job(s, job_id, lock=True)
-            fanin = s.get(Fanin, (job_id, group))
-            if fanin is None:
-                s.add(Fanin(job_id=job_id, group=group, total=total, done=0))
-            elif fanin.total != total:
-                raise JobError(
-                    f"fan-in {group} of job {job_id} already has {fanin.total} steps, not {total}"
-                )
+            _set_fanin(s, job_id, group, total)
 
     # -- step lifecycle ---------------------------------------------------------------------
 
@@ -415,92 +382,45 @@ class JobStore:
         cpu_seconds: float,
         outputs: dict[str, Any] | None = None,
         fanin_group: str | None = None,
+        successors: Sequence[str] = (),
+        plan: PlannedSteps | None = None,
+        publish: Publication | None = None,
     ) -> StepFinish:
         """Record a success once. A redelivered duplicate gets ``newly_finished=False``; of the
-        steps of a fan-in group exactly one caller gets ``group_complete=True``."""
+        steps of a fan-in group exactly one caller gets ``group_complete=True``.
+
+        In the same transaction (one commit per finished step, not four): ``plan`` adds the
+        job's steps and fan-in groups first (the probe); the caller that advances the job (the
+        new finisher, or the group's last one) marks ``successors`` queued — those still
+        pending, returned in ``queued`` for the caller to send — and ``publish`` completes the
+        job with its outputs (the final step)."""
         now = self._now()
         with self._tx(write=True) as s:
-            # Touch the job first: it takes the job's row lock before any step's (lock order).
-            touched = _rowcount(
-                s.execute(
-                    update(Job).where(Job.id == job_id).values(updated_at=now),
-                    execution_options=_NO_SYNC,
-                )
+            if plan is not None:
+                _add_steps(s, job_id, plan.steps, plan.plan, now)
+                for group, total in plan.fanins.items():
+                    _set_fanin(s, job_id, group, total)
+            finish = _finish_step(
+                s,
+                job_id,
+                step,
+                worker=worker,
+                wall_seconds=wall_seconds,
+                cpu_seconds=cpu_seconds,
+                outputs=outputs,
+                fanin_group=fanin_group,
+                now=now,
             )
-            if touched == 0:
-                raise JobNotFound(f"no job {job_id}")
-            newly = (
-                _rowcount(
-                    s.execute(
-                        update(Step)
-                        .where(
-                            Step.job_id == job_id,
-                            Step.name == step,
-                            Step.state == StepState.RUNNING.value,
-                        )
-                        .values(
-                            state=StepState.SUCCEEDED.value,
-                            finished_at=now,
-                            updated_at=now,
-                            wall_seconds=wall_seconds,
-                            cpu_seconds=cpu_seconds,
-                            worker=worker,
-                            progress=1.0,
-                            outputs=outputs,
-                            error_label=None,
-                            error_message=None,
-                        ),
-                        execution_options=_NO_SYNC,
-                    )
+            advance = finish.group_complete if fanin_group is not None else finish.newly_finished
+            if not advance:
+                return finish
+            queued = tuple(_queue_pending(s, job_id, successors, now))
+            job = None
+            if publish is not None:
+                job = _job_view(
+                    _complete_job(s, job_id, publish.outputs, publish.manifest_key, now)
                 )
-                == 1
-            )
-            if not newly:
-                current = s.scalar(
-                    select(Step.state).where(Step.job_id == job_id, Step.name == step)
-                )
-                if current is None:
-                    raise JobNotFound(f"job {job_id} has no step {step}")
-                if current != StepState.SUCCEEDED:
-                    check_step_transition(
-                        StepState(current), StepState.SUCCEEDED, subject=f"step {job_id}/{step}"
-                    )
-            attempt = s.scalars(
-                select(Attempt)
-                .where(Attempt.job_id == job_id, Attempt.step == step, Attempt.worker == worker)
-                .order_by(Attempt.number.desc())
-                .limit(1)
-            ).first()
-            if attempt is not None and attempt.outcome in {
-                AttemptOutcome.RUNNING,
-                AttemptOutcome.ABANDONED,
-            }:
-                # Even a redundant run finished: its attempt says so.
-                _close_attempt(attempt, AttemptOutcome.SUCCEEDED, now)
-                attempt.wall_seconds = wall_seconds
-                attempt.cpu_seconds = cpu_seconds
-            if not newly:
-                return StepFinish(newly_finished=False, group_complete=False)
-            total, done = s.execute(
-                select(
-                    func.count(),
-                    func.sum(case((Step.state == StepState.SUCCEEDED.value, 1), else_=0)),
-                ).where(Step.job_id == job_id)
-            ).one()
-            s.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    cpu_seconds=Job.cpu_seconds + cpu_seconds,
-                    # 1.0 is reserved for complete_job: published, not merely computed.
-                    progress=min(0.99, int(done or 0) / max(1, int(total))),
-                ),
-                execution_options=_NO_SYNC,
-            )
-            complete = False
-            if fanin_group is not None:
-                complete = _count_fanin(s, job_id, fanin_group)
-            return StepFinish(newly_finished=True, group_complete=complete)
+            return dataclasses.replace(finish, queued=queued, job=job)
 
     def fail_attempt(self, job_id: str, step: str, *, error: ErrorInfo, will_retry: bool) -> None:
         """Close the running attempt with its error; the step waits for a retry or has failed."""
@@ -605,24 +525,8 @@ class JobStore:
     ) -> JobView:
         """Published: the job succeeded with these outputs (replacing any recorded before).
         Repeating it with the same manifest key returns the job unchanged."""
-        now = self._now()
         with self._tx(write=True) as s:
-            job = _job(s, job_id, lock=True)
-            job_state = JobState(job.state)
-            if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
-                return _job_view(job)
-            check_job_transition(job_state, JobState.SUCCEEDED, subject=f"job {job_id}")
-            job.state = JobState.SUCCEEDED.value
-            job.finished_at = now
-            job.updated_at = now
-            job.progress = 1.0
-            job.manifest_key = manifest_key
-            s.execute(delete(Output).where(Output.job_id == job_id), execution_options=_NO_SYNC)
-            by_key = {o.key: o for o in outputs}  # last one wins, as in the object store
-            for o in by_key.values():
-                s.add(Output(job_id=job_id, key=o.key, size=o.size, sha256=o.sha256, kind=o.kind))
-            s.flush()
-            return _job_view(job)
+            return _job_view(_complete_job(s, job_id, outputs, manifest_key, self._now()))
 
     def cancel_job(self, job_id: str) -> JobView:
         """Stop the job: workers get None from ``start_step``. Cancelling twice is a no-op."""
@@ -821,6 +725,197 @@ class JobStore:
 
 #: Core-style UPDATEs through the session: nothing loaded needs refreshing.
 _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
+
+
+def _finish_step(
+    s: Session,
+    job_id: str,
+    step: str,
+    *,
+    worker: str,
+    wall_seconds: float,
+    cpu_seconds: float,
+    outputs: dict[str, Any] | None,
+    fanin_group: str | None,
+    now: datetime,
+) -> StepFinish:
+    # Touch the job first: it takes the job's row lock before any step's (lock order).
+    touched = _rowcount(
+        s.execute(
+            update(Job).where(Job.id == job_id).values(updated_at=now),
+            execution_options=_NO_SYNC,
+        )
+    )
+    if touched == 0:
+        raise JobNotFound(f"no job {job_id}")
+    newly = (
+        _rowcount(
+            s.execute(
+                update(Step)
+                .where(
+                    Step.job_id == job_id,
+                    Step.name == step,
+                    Step.state == StepState.RUNNING.value,
+                )
+                .values(
+                    state=StepState.SUCCEEDED.value,
+                    finished_at=now,
+                    updated_at=now,
+                    wall_seconds=wall_seconds,
+                    cpu_seconds=cpu_seconds,
+                    worker=worker,
+                    progress=1.0,
+                    outputs=outputs,
+                    error_label=None,
+                    error_message=None,
+                ),
+                execution_options=_NO_SYNC,
+            )
+        )
+        == 1
+    )
+    if not newly:
+        current = s.scalar(select(Step.state).where(Step.job_id == job_id, Step.name == step))
+        if current is None:
+            raise JobNotFound(f"job {job_id} has no step {step}")
+        if current != StepState.SUCCEEDED:
+            check_step_transition(
+                StepState(current), StepState.SUCCEEDED, subject=f"step {job_id}/{step}"
+            )
+    attempt = s.scalars(
+        select(Attempt)
+        .where(Attempt.job_id == job_id, Attempt.step == step, Attempt.worker == worker)
+        .order_by(Attempt.number.desc())
+        .limit(1)
+    ).first()
+    if attempt is not None and attempt.outcome in {
+        AttemptOutcome.RUNNING,
+        AttemptOutcome.ABANDONED,
+    }:
+        # Even a redundant run finished: its attempt says so.
+        _close_attempt(attempt, AttemptOutcome.SUCCEEDED, now)
+        attempt.wall_seconds = wall_seconds
+        attempt.cpu_seconds = cpu_seconds
+    if not newly:
+        return StepFinish(newly_finished=False, group_complete=False)
+    total, done = s.execute(
+        select(
+            func.count(),
+            func.sum(case((Step.state == StepState.SUCCEEDED.value, 1), else_=0)),
+        ).where(Step.job_id == job_id)
+    ).one()
+    s.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            cpu_seconds=Job.cpu_seconds + cpu_seconds,
+            # 1.0 is reserved for complete_job: published, not merely computed.
+            progress=min(0.99, int(done or 0) / max(1, int(total))),
+        ),
+        execution_options=_NO_SYNC,
+    )
+    complete = False
+    if fanin_group is not None:
+        complete = _count_fanin(s, job_id, fanin_group)
+    return StepFinish(newly_finished=True, group_complete=complete)
+
+
+def _add_steps(
+    s: Session,
+    job_id: str,
+    steps: Sequence[tuple[str, str]],
+    plan: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    job = _job(s, job_id, lock=True)
+    known = set(s.scalars(select(Step.name).where(Step.job_id == job_id)))
+    for name, lane in steps:
+        if name in known:
+            continue
+        known.add(name)
+        s.add(
+            Step(
+                job_id=job_id,
+                name=name,
+                lane=lane,
+                state=StepState.PENDING.value,
+                attempts=0,
+                enqueued_at=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=now,
+                wall_seconds=None,
+                cpu_seconds=None,
+                worker=None,
+                progress=0.0,
+                error_label=None,
+                error_message=None,
+                outputs=None,
+            )
+        )
+    if plan is not None:
+        job.plan = plan
+    job.updated_at = now
+
+
+def _set_fanin(s: Session, job_id: str, group: str, total: int) -> None:
+    if total < 1:
+        raise JobError(f"fan-in {group} of job {job_id} needs at least one step, not {total}")
+    fanin = s.get(Fanin, (job_id, group))
+    if fanin is None:
+        s.add(Fanin(job_id=job_id, group=group, total=total, done=0))
+    elif fanin.total != total:
+        raise JobError(
+            f"fan-in {group} of job {job_id} already has {fanin.total} steps, not {total}"
+        )
+
+
+def _queue_pending(s: Session, job_id: str, names: Sequence[str], now: datetime) -> list[str]:
+    """Mark the named steps queued if they are still pending (one UPDATE); returns the ones
+    this call queued — a step some other path already queued or ran is left alone."""
+    if not names:
+        return []
+    queued = list(
+        s.scalars(
+            update(Step)
+            .where(
+                Step.job_id == job_id,
+                Step.name.in_(list(names)),
+                Step.state == StepState.PENDING.value,
+            )
+            .values(state=StepState.QUEUED.value, enqueued_at=now, updated_at=now)
+            .returning(Step.name),
+            execution_options=_NO_SYNC,
+        )
+    )
+    return [n for n in names if n in set(queued)]
+
+
+def _complete_job(
+    s: Session, job_id: str, outputs: Sequence[OutputRecord], manifest_key: str, now: datetime
+) -> Job:
+    job = _job(s, job_id, lock=True)
+    job_state = JobState(job.state)
+    if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
+        return job
+    check_job_transition(job_state, JobState.SUCCEEDED, subject=f"job {job_id}")
+    job.state = JobState.SUCCEEDED.value
+    job.finished_at = now
+    job.updated_at = now
+    job.progress = 1.0
+    job.manifest_key = manifest_key
+    s.execute(delete(Output).where(Output.job_id == job_id), execution_options=_NO_SYNC)
+    by_key = {o.key: o for o in outputs}  # last one wins, as in the object store
+    if by_key:
+        s.execute(
+            insert(Output),
+            [
+                {"job_id": job_id, "key": o.key, "size": o.size, "sha256": o.sha256, "kind": o.kind}
+                for o in by_key.values()
+            ],
+        )
+    s.flush()
+    return job
 
 
 def _engine_url(url: str) -> URL:

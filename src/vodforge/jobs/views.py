@@ -24,6 +24,8 @@ __all__ = [
     "JobSpec",
     "JobView",
     "OutputRecord",
+    "PlannedSteps",
+    "Publication",
     "StepFinish",
     "StepStart",
     "StepView",
@@ -217,6 +219,28 @@ class StepFinish:
 
     newly_finished: bool
     group_complete: bool
+    #: Successors this call marked queued (still pending until then): the caller sends them.
+    queued: tuple[str, ...] = ()
+    #: The completed job, when the finish also published it.
+    job: JobView | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedSteps:
+    """What the probe adds to its job: the step graph as ``(name, lane)``, the plan, and the
+    fan-in groups with their sizes."""
+
+    steps: tuple[tuple[str, str], ...]
+    plan: dict[str, Any]
+    fanins: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    """What the final step published: the job's outputs and its manifest."""
+
+    outputs: tuple[OutputRecord, ...]
+    manifest_key: str
 
 
 @dataclasses.dataclass(frozen=True)

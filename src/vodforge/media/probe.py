@@ -259,7 +259,10 @@ def _decode_first_frame(path: Path, stream: av.VideoStream) -> tuple[int, bool, 
     field_order = _field_order(stream.codec_context.field_order)
     try:
         with av.open(str(path), options=source_open_options()) as container:
-            for frame in container.decode(container.streams.video[0]):
+            video = container.streams.video[0]
+            # One frame: frame threads would only delay it (and spin up threads per probe).
+            video.codec_context.thread_count = 1
+            for frame in container.decode(video):
                 rotation = round(-(frame.rotation or 0)) % 360
                 interlaced = bool(frame.interlaced_frame) or field_order in ("tt", "bb", "tb", "bt")
                 if interlaced and field_order in ("progressive", "unknown"):

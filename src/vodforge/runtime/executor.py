@@ -35,7 +35,15 @@ from vodforge.errors import (
     VodforgeError,
     WorkerRefused,
 )
-from vodforge.jobs import ErrorInfo, JobStore, OutputRecord
+from vodforge.jobs import (
+    ErrorInfo,
+    JobStore,
+    JobView,
+    OutputRecord,
+    PlannedSteps,
+    Publication,
+    StepFinish,
+)
 from vodforge.media.runner import CallRecord
 from vodforge.media.toolchain import Toolchain
 from vodforge.observability import metrics
@@ -101,10 +109,6 @@ class StepExecutor:
 
     # -----------------------------------------------------------------------------------------
 
-    def send(self, ref: steps.JobRef, spec: dag.StepSpec, *, received: float | None = None) -> None:
-        self.jobs.mark_queued(ref.job_id, spec.name)
-        self.sender.send(spec.lane, StepMessage(ref, spec.name, received))
-
     def execute(self, message: StepMessage) -> None:
         ref, step = message.ref, message.step
         kind = dag.step_kind(step)
@@ -131,7 +135,7 @@ class StepExecutor:
                 t0 = time.monotonic()
                 try:
                     self._refuse_if_drifted()
-                    records = self._run(ref, step, started.job.toolchain_id)
+                    records = self._run(ref, step, started.job)
                 except VodforgeError as exc:
                     self._failed(message, exc, attempt, kind, t0)
                     return
@@ -168,7 +172,7 @@ class StepExecutor:
         """A progress sink that writes to the job store at most every HEARTBEAT_SECONDS, plus a
         background beat so a step without progress output still shows it is alive."""
         stop = threading.Event()
-        last = [0.0]
+        last = [time.monotonic()]  # start_step just wrote the step's first sign of life
         fraction = [0.0]
 
         def beat() -> None:
@@ -186,16 +190,16 @@ class StepExecutor:
 
         return sink, stop
 
-    def _run(self, ref: steps.JobRef, step: str, toolchain_id: str) -> list[CallRecord]:
+    def _run(self, ref: steps.JobRef, step: str, job: JobView) -> list[CallRecord]:
         sink, stop = self._heartbeat(ref, step)
         t0 = time.monotonic()
         try:
             if step == dag.PROBE:
                 return self._probe(ref, t0)
             if step == dag.VERIFY:
-                return self._verify(ref, t0)
+                return self._verify(ref, t0, job)
             if step == dag.TRANSCODE:
-                return self._transcode(ref, t0, sink)
+                return self._transcode(ref, t0, job, sink)
             if step.startswith(dag.ENCODE_PREFIX):
                 result = steps.run_encode(self.ctx, ref, dag.chunk_index(step), sink)
             elif step == dag.AUDIO:
@@ -218,14 +222,20 @@ class StepExecutor:
         t0: float,
         cpu_seconds: float,
         outputs: dict[str, Any] | None,
-    ) -> bool:
-        """Record the step and send its successors. Returns whether this call finished it.
+        *,
+        plan: PlannedSteps | None = None,
+        publish: Publication | None = None,
+    ) -> StepFinish | None:
+        """Record the step, and in the same transaction mark its successors queued (and, for
+        the final step, complete the job); then send the successors. Returns the finish, or
+        None when recording failed.
 
         The work is done by now, so a failure here is not the step's failure: it is logged and
         the reaper re-drives whatever did not get sent."""
         try:
             specs = self._specs(ref)
             spec = next(s for s in specs if s.name == step)
+            nexts = {n.name: n for n in dag.successors(specs, step)}
             finish = self.jobs.finish_step(
                 ref.job_id,
                 step,
@@ -234,15 +244,16 @@ class StepExecutor:
                 cpu_seconds=cpu_seconds,
                 outputs=outputs,
                 fanin_group=spec.fanin,
+                successors=list(nexts),
+                plan=plan,
+                publish=publish,
             )
-            advance = finish.group_complete if spec.fanin is not None else finish.newly_finished
-            if advance:
-                for nxt in dag.successors(specs, step):
-                    self.send(ref, nxt)
+            for name in finish.queued:
+                self.sender.send(nexts[name].lane, StepMessage(ref, name))
         except Exception as exc:
             log.warning("step done but not advanced; the reaper will re-drive", error=repr(exc))
-            return False
-        return finish.newly_finished
+            return None
+        return finish
 
     def _specs(self, ref: steps.JobRef) -> list[dag.StepSpec]:
         """The job's step graph: derived from its plan (cached per worker process), exactly as
@@ -252,24 +263,24 @@ class StepExecutor:
     def _probe(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
         probed = steps.run_probe(self.ctx, ref)
         specs = probed.specs
-        self.jobs.add_steps(
-            ref.job_id, [(s.name, s.lane.value) for s in specs], plan=probed.plan.to_dict()
+        planned = PlannedSteps(
+            steps=tuple((s.name, s.lane.value) for s in specs),
+            plan=probed.plan.to_dict(),
+            fanins=dict(dag.fanin_totals(specs)),
         )
-        for group, total in dag.fanin_totals(specs).items():
-            self.jobs.set_fanin(ref.job_id, group, total)
-        self._advance(ref, dag.PROBE, t0, 0.0, {"chunks": len(probed.plan.chunks.chunks)})
+        self._advance(
+            ref, dag.PROBE, t0, 0.0, {"chunks": len(probed.plan.chunks.chunks)}, plan=planned
+        )
         return []
 
-    def _verify(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
-        job = self.jobs.get_job(ref.job_id)
+    def _verify(self, ref: steps.JobRef, t0: float, job: JobView) -> list[CallRecord]:
         published = steps.run_verify(self.ctx, ref, source_etag=job.etag, bucket=job.bucket)
         self._complete(ref, dag.VERIFY, t0, published)
         return []
 
     def _transcode(
-        self, ref: steps.JobRef, t0: float, sink: steps.ProgressSink
+        self, ref: steps.JobRef, t0: float, job: JobView, sink: steps.ProgressSink
     ) -> list[CallRecord]:
-        job = self.jobs.get_job(ref.job_id)
         published = steps.run_transcode(
             self.ctx, ref, source_etag=job.etag, bucket=job.bucket, progress=sink
         )
@@ -280,15 +291,18 @@ class StepExecutor:
         self, ref: steps.JobRef, step: str, t0: float, published: steps.Published
     ) -> None:
         cpu = float(published.manifest.get("totals", {}).get("cpu_seconds", 0.0))
-        if self._advance(ref, step, t0, cpu, {"manifest": published.manifest_key}):
-            done = self.jobs.complete_job(
-                ref.job_id,
-                outputs=[
-                    OutputRecord(key=o["key"], size=o["size"], sha256=o["sha256"], kind=o["kind"])
-                    for o in published.outputs
-                ],
-                manifest_key=published.manifest_key,
-            )
+        publication = Publication(
+            outputs=tuple(
+                OutputRecord(key=o["key"], size=o["size"], sha256=o["sha256"], kind=o["kind"])
+                for o in published.outputs
+            ),
+            manifest_key=published.manifest_key,
+        )
+        finish = self._advance(
+            ref, step, t0, cpu, {"manifest": published.manifest_key}, publish=publication
+        )
+        done = finish.job if finish is not None else None
+        if done is not None:
             age = (done.finished_at - done.created_at).total_seconds() if done.finished_at else 0.0
             metrics.JOB_SECONDS.labels("succeeded").observe(age)
             log.info("job succeeded", outputs=len(published.outputs), seconds=round(age, 3))

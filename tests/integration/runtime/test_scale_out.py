@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS = "redis://127.0.0.1:6379/13"
+REDIS_BASE = "redis://127.0.0.1:6379"
+#: Databases the tests may lease (0 holds the leases).
+REDIS_DBS = range(8, 16)
 
 
 @pytest.fixture
@@ -37,14 +39,32 @@ def pg_schema_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """The machine's Redis server (db 13, emptied before and after)."""
-    client = redis.Redis.from_url(REDIS)
+    """A database of the machine's Redis server to itself (emptied before and after): a lease
+    in db 0 keeps two test runs on one machine (other checkouts, CI) off the same queues."""
+    lease_client = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    token = uuid.uuid4().hex
+    db = next(
+        (
+            d
+            for d in REDIS_DBS
+            if lease_client.set(f"vodforge-test-lease:{d}", token, nx=True, ex=900)
+        ),
+        None,
+    )
+    if db is None:
+        lease_client.close()
+        pytest.fail(f"all Redis test databases {REDIS_DBS} are leased by other test runs")
+    url = f"{REDIS_BASE}/{db}"
+    client = redis.Redis.from_url(url)
     client.flushdb()
     try:
-        yield REDIS
+        yield url
     finally:
         client.flushdb()
         client.close()
+        if lease_client.get(f"vodforge-test-lease:{db}") == token.encode():
+            lease_client.delete(f"vodforge-test-lease:{db}")
+        lease_client.close()
 
 
 def test_postgres_job_store_and_redis_server_broker(

@@ -216,6 +216,7 @@ class JobStore:
                     manifest_key=None,
                     cpu_seconds=0.0,
                     progress=0.0,
+                    webhook_url=spec.webhook_url,
                 )
                 s.add(job)
                 s.flush()
@@ -806,6 +807,17 @@ class JobStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The store's clock (UTC-aware): what companion stores stamp their rows with."""
+        return self._now()
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Session]:
+        """A session for companion stores of the same database (API keys, webhook outbox):
+        the same engine, write locking and error mapping as the store's own calls."""
+        with self._tx(write=write) as session:
+            yield session
+
     def _now(self) -> datetime:
         return _aware(self._clock(), "clock")
 
@@ -1010,6 +1022,7 @@ def _job_view(j: Job) -> JobView:
         manifest_key=j.manifest_key,
         cpu_seconds=j.cpu_seconds,
         progress=j.progress,
+        webhook_url=j.webhook_url,
     )
 
 

@@ -246,6 +246,30 @@ class JobStore:
         with self._tx(write=False) as s:
             return [_job_view(j) for j in s.scalars(stmt.limit(limit).offset(offset))]
 
+    def changed_jobs(self, *, since: datetime, limit: int = 500) -> list[JobView]:
+        """Jobs whose ``updated_at`` is after ``since``, oldest change first (the API's event
+        stream polls this)."""
+        stmt = (
+            select(Job)
+            .where(Job.updated_at > _aware(since, "since"))
+            .order_by(Job.updated_at, Job.id)
+            .limit(limit)
+        )
+        with self._tx(write=False) as s:
+            return [_job_view(j) for j in s.scalars(stmt)]
+
+    def jobs_created_since(
+        self, since: datetime, *, owner: str | None = None
+    ) -> list[tuple[datetime, JobState, datetime | None]]:
+        """``(created_at, state, finished_at)`` of jobs created since ``since`` (for stats)."""
+        stmt = select(Job.created_at, Job.state, Job.finished_at).where(
+            Job.created_at >= _aware(since, "since")
+        )
+        if owner is not None:
+            stmt = stmt.where(Job.owner == owner)
+        with self._tx(write=False) as s:
+            return [(c, JobState(st), f) for c, st, f in s.execute(stmt.order_by(Job.created_at))]
+
     def count_by_state(self) -> dict[JobState, int]:
         """Every state, zeros included (dashboards and gauges want a stable set of keys)."""
         counts = dict.fromkeys(JobState, 0)

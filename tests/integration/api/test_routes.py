@@ -73,9 +73,7 @@ def test_bad_uploads_get_one_line_4xx(api: Api) -> None:
     assert "nope" in unknown.json()["error"]["message"]
     no_file = api.client.post("/v1/uploads", headers=auth, data={"preset": "mobile"})
     assert no_file.status_code in (415, 422)
-    bad_wait = api.client.post(
-        "/v1/uploads?wait=99", headers=auth, files={"file": ("a.mp4", b"x")}
-    )
+    bad_wait = api.client.post("/v1/uploads?wait=99", headers=auth, files={"file": ("a.mp4", b"x")})
     assert bad_wait.status_code == 422
     assert set(bad_wait.json()) == {"error"}
     assert "wait" in bad_wait.json()["error"]["message"]

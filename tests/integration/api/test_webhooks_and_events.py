@@ -91,9 +91,7 @@ def test_webhook_is_signed_retried_and_logged(api: Api, receiver: Receiver) -> N
     finally:
         deliverer.close()
     hooks = api.client.get(f"/v1/jobs/{job_id}", headers=auth).json()["webhooks"]
-    assert [(w["state"], w["attempts"], w["last_status"]) for w in hooks] == [
-        ("delivered", 2, 200)
-    ]
+    assert [(w["state"], w["attempts"], w["last_status"]) for w in hooks] == [("delivered", 2, 200)]
     assert len(receiver.got) == 2
     headers, body = receiver.got[-1]
     expected = hmac.new(
@@ -113,9 +111,9 @@ def test_webhook_gives_up_after_max_attempts(api: Api) -> None:
         api.ctx.keys, name="dead", scopes="upload,read", webhook_url="http://127.0.0.1:9/nothing"
     )
     auth = {"Authorization": f"Bearer {made.token}"}
-    job_id = api.client.post(
-        "/v1/uploads", headers=auth, files={"file": ("a.mp4", b"abc")}
-    ).json()["job"]["id"]
+    job_id = api.client.post("/v1/uploads", headers=auth, files={"file": ("a.mp4", b"abc")}).json()[
+        "job"
+    ]["id"]
     _fail(api, job_id)
     deliverer = WebhookDeliverer(
         api.ctx.outbox,
@@ -175,8 +173,7 @@ def test_events_stream_job_changes_to_those_who_may_see_them(api: Api) -> None:
 
         readies = {who: threading.Event() for who in seen}
         listeners = [
-            threading.Thread(target=listen, args=(who, readies[who]), daemon=True)
-            for who in seen
+            threading.Thread(target=listen, args=(who, readies[who]), daemon=True) for who in seen
         ]
         for t in listeners:
             t.start()

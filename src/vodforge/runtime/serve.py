@@ -112,6 +112,9 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from vodforge.api.app import Probes, create_app  # noqa: PLC0415
+    from vodforge.api.context import ApiContext  # noqa: PLC0415
+    from vodforge.api.ingest import Ingest  # noqa: PLC0415
+    from vodforge.api.webhooks import WebhookDeliverer  # noqa: PLC0415
     from vodforge.observability.metrics import StateCollector  # noqa: PLC0415
     from vodforge.runtime.app import build_runtime  # noqa: PLC0415
     from vodforge.runtime.broker import EmbeddedRedis, queue_depth  # noqa: PLC0415
@@ -131,7 +134,21 @@ def serve(
     try:
         runtime = build_runtime(settings, broker_url=broker_url, worker=False)
         dispatcher = runtime.dispatcher
-        runtime.store.subscribe(lambda event: _dispatch_safely(dispatcher, event))
+        api = ApiContext(settings, runtime.jobs, runtime.store, dispatcher)
+        # Every object created in this process (API uploads, the watch folder) goes through
+        # the API's ingest: it knows the preset, owner and webhook of the API's own uploads.
+        ingest = Ingest(dispatcher, api.keys)
+        runtime.store.subscribe(ingest.on_object_created)
+        deliverer = WebhookDeliverer(
+            api.outbox,
+            api.keys,
+            api.payload_for,
+            fallback_secret=settings.secret().decode(),
+            max_attempts=settings.webhook_max_attempts,
+            min_backoff_ms=settings.webhook_min_backoff_ms,
+            max_backoff_ms=settings.webhook_max_backoff_ms,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
 
         count = settings.worker_processes if workers is None else workers
         env = dict(os.environ) | {
@@ -164,6 +181,7 @@ def serve(
                 daemon=True,
                 name="reaper",
             ),
+            threading.Thread(target=deliverer.run, args=(stop, 1.0), daemon=True, name="webhooks"),
         ]
         for t in threads:
             t.start()
@@ -184,7 +202,7 @@ def serve(
             },
             collector=StateCollector(jobs_by_state, lambda: queue_depth(rt.broker)),
         )
-        app = create_app(probes)
+        app = create_app(probes, api, ingest=ingest, static_dir=_dashboard_dir())
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -248,11 +266,10 @@ def _cloud_sources(
     return threads
 
 
-def _dispatch_safely(dispatcher: Any, event: Any) -> None:
-    try:
-        dispatcher.handle(event)
-    except Exception as exc:
-        log.warning("event not dispatched", key=getattr(event, "key", None), error=repr(exc))
+def _dashboard_dir() -> Path | None:
+    """The dashboard's files (``web/`` of a source checkout), if present."""
+    web = Path(__file__).resolve().parents[3] / "web"
+    return web if (web / "index.html").is_file() else None
 
 
 def _announce_when_started(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from vodforge import __version__
+from vodforge.api.dashboard import mount_dashboard
 from vodforge.observability.metrics import StateCollector, render
 
 
@@ -21,7 +23,8 @@ class Probes:
     collector: StateCollector | None = None
 
 
-def create_app(probes: Probes) -> FastAPI:
+def create_app(probes: Probes, *, static_dir: Path | None = None) -> FastAPI:
+    """The HTTP app; ``static_dir``: the dashboard's files, served at ``/`` (None: no dashboard)."""
     app = FastAPI(title="vodforge", version=__version__)
 
     @app.get("/healthz")
@@ -47,4 +50,7 @@ def create_app(probes: Probes) -> FastAPI:
         body, content_type = render(probes.collector)
         return Response(body, media_type=content_type)
 
+    # Last: the dashboard's mount at / matches every path, so it must follow all routes.
+    if static_dir is not None:
+        mount_dashboard(app, static_dir)
     return app

@@ -112,6 +112,7 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from vodforge.api.app import Probes, create_app  # noqa: PLC0415
+    from vodforge.api.dashboard import locate_web_dir, missing_vendor_files  # noqa: PLC0415
     from vodforge.observability.metrics import StateCollector  # noqa: PLC0415
     from vodforge.runtime.app import build_runtime  # noqa: PLC0415
     from vodforge.runtime.broker import EmbeddedRedis, queue_depth  # noqa: PLC0415
@@ -119,6 +120,7 @@ def serve(
     from vodforge.storage import WatchFolder  # noqa: PLC0415
 
     settings = settings.model_copy(update={"data_dir": data})
+    web_dir = locate_web_dir(settings.web_dir)  # a bad web_dir fails before anything starts
     embedded: EmbeddedRedis | None = None
     broker_url = settings.broker_url
     if not broker_url:
@@ -184,7 +186,9 @@ def serve(
             },
             collector=StateCollector(jobs_by_state, lambda: queue_depth(rt.broker)),
         )
-        app = create_app(probes)
+        if web_dir is not None and (missing := missing_vendor_files(web_dir)):
+            log.warning("dashboard libraries missing, run make web", missing=missing)
+        app = create_app(probes, static_dir=web_dir)
         config = uvicorn.Config(
             app,
             host=settings.http_host,

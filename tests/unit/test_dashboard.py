@@ -74,7 +74,7 @@ def test_page_loads_nothing_from_another_origin() -> None:
 
 
 def test_configured_web_dir_must_hold_a_page(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no index.html"):
+    with pytest.raises(ConfigError, match=r"no index\.html"):
         locate_web_dir(tmp_path)
     (tmp_path / "index.html").write_text("<!doctype html><title>x</title>")
     assert locate_web_dir(tmp_path) == tmp_path

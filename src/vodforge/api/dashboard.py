@@ -27,7 +27,7 @@ VENDOR_FILES = ("hls.mjs", "uPlot.esm.js", "uPlot.min.css", "eventsource-parser.
 
 
 def source_web_dir() -> Path:
-    """``web/`` next to the package in a source checkout (``<repo>/src/vodforge`` → ``<repo>/web``)."""
+    """``web/`` beside ``src/`` in a source checkout: ``<repo>/src/vodforge`` → ``<repo>/web``."""
     return Path(__file__).resolve().parents[3] / "web"
 
 

@@ -23,7 +23,10 @@ function timePlot(target, title, label, xs, ys, { bars = false, percent = false,
     width: bars ? 0 : 2,
     value: (_u, v) => (v === null ? "—" : percent ? `${(v * 100).toFixed(1)}%` : String(v)),
   };
-  if (bars) series.paths = uPlot.paths.bars({ size: [0.8, 24] });
+  if (bars) {
+    series.paths = uPlot.paths.bars({ size: [0.8, 24] });
+    series.points = { show: false };
+  }
   const opts = {
     title,
     width,

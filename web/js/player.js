@@ -2,18 +2,7 @@
 // a rung switcher: Auto (ABR) or one fixed level.
 
 import Hls from "../vendor/hls.mjs";
-import { authHeaders } from "./api.js";
 import { h } from "./dom.js";
-
-/** Same-origin requests (the API's own object URLs) also carry the key; a signed URL on
- * another origin (S3) must not: an Authorization header there breaks its signature. */
-function sameOrigin(url) {
-  try {
-    return new URL(url, location.href).origin === location.origin;
-  } catch {
-    return false;
-  }
-}
 
 function rungLabel(level) {
   const kbps = Math.round((level.bitrate || 0) / 1000);
@@ -36,13 +25,10 @@ export function attachPlayer(video, select, status, hlsUrl, onError) {
     return () => {};
   }
 
-  const hls = new Hls({
-    xhrSetup(xhr, url) {
-      if (!sameOrigin(url)) return;
-      xhr.open("GET", url, true);
-      for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
-    },
-  });
+  // hls_url is a signed prefix URL (/v1/signed/<exp>/<sig>/outputs/<job>/hls/master.m3u8):
+  // the signature is in the path, so the playlists' relative references (variant playlists,
+  // segments) resolve to signed URLs too, and no request needs the API key.
+  const hls = new Hls();
   hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
     const options = [h("option", { value: "-1" }, "Auto")];
     // Highest first, as a viewer reads a quality menu.

@@ -53,6 +53,8 @@ jobs_app = typer.Typer(help="Jobs in the job store.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(dlq_app, name="dlq")
+keys_app = typer.Typer(help="API keys of the HTTP API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 out = Console()
@@ -546,6 +548,117 @@ def dlq_replay(letter_id: Annotated[str, typer.Argument(help="Dead letter id.")]
         finally:
             rt.close()
         out.print(f"replayed {letter.id}: job {letter.job_id} re-queued")
+
+    _guard(go)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[str, typer.Option(help="Comma-separated: upload, read, admin.")] = "read",
+    webhook_url: Annotated[
+        str | None, typer.Option(help="POST this key's jobs' terminal states here.")
+    ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Requests allowed, e.g. 600/minute (default: setting).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Create an API key; the key is printed once and only its hash is stored."""
+    from vodforge.api.keys import create_key  # noqa: PLC0415
+    from vodforge.jobs.apikeys import ApiKeyStore  # noqa: PLC0415
+
+    def go() -> None:
+        settings = Settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # keys come before the first serve
+        store = _job_store(settings)
+        try:
+            made = create_key(
+                ApiKeyStore(store),
+                name=name,
+                scopes=scope,
+                webhook_url=webhook_url,
+                rate_limit=rate_limit,
+            )
+        finally:
+            store.close()
+        if as_json:
+            body = {
+                "key": made.token,
+                "key_id": made.key.id,
+                "scopes": list(made.key.scopes),
+                "webhook_secret": made.key.webhook_secret,
+            }
+            out.print_json(json.dumps(body))
+            return
+        out.print(made.token, highlight=False, soft_wrap=True)
+        err.print(
+            f"key {made.key.id} ({','.join(made.key.scopes)}); webhook signing secret: "
+            f"{made.key.webhook_secret}\nthe key is shown only now: keep it safe",
+            highlight=False,
+        )
+
+    _guard(go)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """API keys (never their secrets)."""
+    from vodforge.jobs.apikeys import ApiKeyStore  # noqa: PLC0415
+
+    def go() -> None:
+        store = _job_store(Settings())
+        try:
+            keys = ApiKeyStore(store).list()
+        finally:
+            store.close()
+        rows = [
+            {
+                "key_id": k.id,
+                "name": k.name,
+                "scopes": list(k.scopes),
+                "created_at": k.created_at.isoformat(),
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                "webhook_url": k.webhook_url,
+                "rate_limit": k.rate_limit,
+            }
+            for k in keys
+        ]
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        table = Table("key id", "name", "scopes", "created", "revoked", "webhook", "rate limit")
+        for r in rows:
+            table.add_row(
+                str(r["key_id"]),
+                str(r["name"]),
+                ",".join(r["scopes"] or []),
+                str(r["created_at"])[:19],
+                str(r["revoked_at"] or "")[:19],
+                str(r["webhook_url"] or ""),
+                str(r["rate_limit"] or "default"),
+            )
+        out.print(table)
+
+    _guard(go)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (the part after vf_).")],
+) -> None:
+    """Revoke a key: every request with it gets 401 from now on."""
+    from vodforge.jobs.apikeys import ApiKeyStore  # noqa: PLC0415
+
+    def go() -> None:
+        store = _job_store(Settings())
+        try:
+            key = ApiKeyStore(store).revoke(key_id)
+        finally:
+            store.close()
+        out.print(f"revoked {key.id} ({key.name})")
 
     _guard(go)
 

@@ -26,6 +26,10 @@ transient ones are retried with backoff.
     │   ├── JobNotFound             no such job / dead letter
     │   ├── InvalidTransition       a state change the state machine forbids
     │   └── JobExpired              the job ran past its max age
+    ├── AccessError                 the HTTP API refuses the caller                (permanent)
+    │   ├── Unauthenticated         no key, a wrong or revoked key                 (401)
+    │   ├── Forbidden               the key lacks the scope; a bad signed URL      (403)
+    │   └── RateLimited             the key's rate limit is spent                  (429)
     └── TransientError              worth retrying                                 (transient)
         ├── FfmpegTimeout           ran past its duration-scaled deadline; group killed
         ├── FfmpegStalled           made no progress for the stall window; group killed
@@ -41,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
+    "AccessError",
     "ConfigError",
     "CorruptInput",
     "EmptyInput",
@@ -49,6 +54,7 @@ __all__ = [
     "FfmpegKilled",
     "FfmpegStalled",
     "FfmpegTimeout",
+    "Forbidden",
     "InputError",
     "InvalidKey",
     "InvalidTransition",
@@ -60,6 +66,7 @@ __all__ = [
     "NotMediaError",
     "ObjectNotFound",
     "OutOfDisk",
+    "RateLimited",
     "StorageError",
     "StorageUnavailable",
     "ToolchainCrash",
@@ -67,6 +74,7 @@ __all__ = [
     "ToolchainError",
     "ToolchainNotFound",
     "TransientError",
+    "Unauthenticated",
     "UnsupportedInput",
     "VerificationError",
     "VodforgeError",
@@ -194,6 +202,26 @@ class InvalidTransition(JobError):
 
 class JobExpired(JobError):
     label = "job_expired"
+
+
+class AccessError(VodforgeError):
+    label = "access"
+
+
+class Unauthenticated(AccessError):
+    label = "unauthenticated"
+
+
+class Forbidden(AccessError):
+    label = "forbidden"
+
+
+class RateLimited(AccessError):
+    label = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class TransientError(VodforgeError):

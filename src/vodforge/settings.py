@@ -92,6 +92,23 @@ class Settings(BaseSettings):
     #: (its libraries installed by ``make web``); none in an installed wheel.
     web_dir: Path | None = None
 
+    # --- HTTP API (``/v1``) ----------------------------------------------------------------
+    #: Uploads larger than this are refused with 413 (checked while the body streams in).
+    max_upload_bytes: int = Field(default=5 * 1024**3, ge=1)
+    #: Requests per API key unless the key has its own (``limits`` notation).
+    rate_limit: str = "600/minute"
+    #: Lifetime of signed download URLs and presigned uploads.
+    signed_url_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    #: Base URL put into signed URLs (``https://vod.example``); unset: the request's own.
+    public_url: str | None = None
+    #: Webhook deliveries: attempts, backoff between them, and the timeout of one POST.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_min_backoff_ms: int = Field(default=1000, ge=0)
+    webhook_max_backoff_ms: int = Field(default=600_000, ge=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Niceness of long-lane ffmpeg (chunk encodes, packaging) so previews are not starved.
+    long_lane_nice: int = Field(default=10, ge=0, le=19)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'vodforge.db').resolve()}"

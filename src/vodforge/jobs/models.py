@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "NAMING_CONVENTION",
+    "ApiKey",
     "Attempt",
     "Base",
     "DeadLetter",
@@ -38,6 +39,7 @@ __all__ = [
     "Output",
     "Step",
     "UTCDateTime",
+    "WebhookDelivery",
 ]
 
 NAMING_CONVENTION = {
@@ -110,6 +112,8 @@ class Job(Base):
     manifest_key: Mapped[str | None] = mapped_column(Text)
     cpu_seconds: Mapped[float] = mapped_column(default=0.0)
     progress: Mapped[float] = mapped_column(default=0.0)
+    #: Where to POST this job's terminal state (besides the owner key's webhook), if anywhere.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_jobs_state_created_at", "state", "created_at"),
@@ -239,4 +243,52 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_received_at", "received_at"),
         Index("ix_events_job_id", "job_id"),
+    )
+
+
+class ApiKey(Base):
+    """An API key: ``vf_<id>_<secret>``; only the sha256 of the (high-entropy) secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    #: Terminal states of this key's jobs are POSTed here, signed with ``webhook_secret``.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str] = mapped_column(String(128))
+    #: ``limits`` notation ("600/minute"); None: the configured default.
+    rate_limit: Mapped[str | None] = mapped_column(String(64))
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per (job, terminal transition, target URL), with its log."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"))
+    #: The job's ``finished_at`` this delivery announces: a retried job that ends again is a
+    #: new transition and gets new deliveries.
+    job_finished_at: Mapped[datetime]
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    #: Every attempt: ``{"at", "status", "error", "seconds"}``.
+    log: Mapped[list[dict[str, Any]]]
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_job_id_job_finished_at", "job_id", "job_finished_at"),
     )

@@ -216,6 +216,7 @@ class JobStore:
                     manifest_key=None,
                     cpu_seconds=0.0,
                     progress=0.0,
+                    webhook_url=spec.webhook_url,
                 )
                 s.add(job)
                 s.flush()
@@ -244,6 +245,30 @@ class JobStore:
             stmt = stmt.where(Job.owner == owner)
         with self._tx(write=False) as s:
             return [_job_view(j) for j in s.scalars(stmt.limit(limit).offset(offset))]
+
+    def changed_jobs(self, *, since: datetime, limit: int = 500) -> list[JobView]:
+        """Jobs whose ``updated_at`` is after ``since``, oldest change first (the API's event
+        stream polls this)."""
+        stmt = (
+            select(Job)
+            .where(Job.updated_at > _aware(since, "since"))
+            .order_by(Job.updated_at, Job.id)
+            .limit(limit)
+        )
+        with self._tx(write=False) as s:
+            return [_job_view(j) for j in s.scalars(stmt)]
+
+    def jobs_created_since(
+        self, since: datetime, *, owner: str | None = None
+    ) -> list[tuple[datetime, JobState, datetime | None]]:
+        """``(created_at, state, finished_at)`` of jobs created since ``since`` (for stats)."""
+        stmt = select(Job.created_at, Job.state, Job.finished_at).where(
+            Job.created_at >= _aware(since, "since")
+        )
+        if owner is not None:
+            stmt = stmt.where(Job.owner == owner)
+        with self._tx(write=False) as s:
+            return [(c, JobState(st), f) for c, st, f in s.execute(stmt.order_by(Job.created_at))]
 
     def count_by_state(self) -> dict[JobState, int]:
         """Every state, zeros included (dashboards and gauges want a stable set of keys)."""
@@ -806,6 +831,17 @@ class JobStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The store's clock (UTC-aware): what companion stores stamp their rows with."""
+        return self._now()
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Session]:
+        """A session for companion stores of the same database (API keys, webhook outbox):
+        the same engine, write locking and error mapping as the store's own calls."""
+        with self._tx(write=write) as session:
+            yield session
+
     def _now(self) -> datetime:
         return _aware(self._clock(), "clock")
 
@@ -1010,6 +1046,7 @@ def _job_view(j: Job) -> JobView:
         manifest_key=j.manifest_key,
         cpu_seconds=j.cpu_seconds,
         progress=j.progress,
+        webhook_url=j.webhook_url,
     )
 
 

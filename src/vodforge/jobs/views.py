@@ -70,6 +70,8 @@ class JobSpec:
     toolchain_id: str
     max_age_seconds: float
     owner: str | None = None
+    #: Where to POST the job's terminal state (the API's per-job webhook).
+    webhook_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +122,7 @@ class JobView(_ToDict):
     manifest_key: str | None
     cpu_seconds: float
     progress: float
+    webhook_url: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,8 +150,11 @@ class SubprocessRunner:
         check_drift: bool = True,
         stall_seconds: float | None = None,
         die_with_parent: bool = False,
+        nice: Mapping[str, int] | None = None,
     ) -> None:
         self.toolchain = toolchain
+        #: Niceness by call step (``{"encode": 10}``): long work yields the CPU to previews.
+        self.nice = dict(nice or {})
         #: Linux: the kernel SIGKILLs ffmpeg if the thread that started it dies (a worker killed
         #: with SIGKILL must not leave an orphan encode running).
         self.die_with_parent = die_with_parent
@@ -186,6 +189,10 @@ class SubprocessRunner:
             text=True,
             errors="replace",
         )
+        if niceness := self.nice.get(call.step):
+            # Just after the spawn (vfork keeps no preexec hook): a few ms at normal priority.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
         watchdog = _Watchdog(proc.pid, timeout, self.stall_seconds)
         stderr_lines: list[str] = []
         reader = threading.Thread(

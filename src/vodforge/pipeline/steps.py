@@ -38,6 +38,9 @@ from vodforge.storage import LocalStore, ObjectStore, SupportsMoveIn
 
 ProgressSink = Callable[[float], None]
 
+#: In a step's recorded outputs: the keys it already published under ``outputs/J/``.
+PUBLISHED = "published"
+
 
 @dataclass(frozen=True)
 class JobRef:
@@ -263,6 +266,10 @@ def run_previews(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = 
         calls.write_sprite_vtt(plan, previews)
         for key in _put_tree(ctx, previews, f"{ref.work}previews/"):
             result.outputs[key] = True
+        # The quick outputs go out now, not after the encodes: the API's synchronous upload
+        # answers with them. Verify publishes the same bytes to the same keys again (and the
+        # manifest, written last, still lists only verified outputs).
+        result.outputs[PUBLISHED] = _put_tree(ctx, previews, f"{ref.outputs}previews/")
     _save_calls(ctx, ref, dag.PREVIEWS, result)
     return result
 

@@ -91,6 +91,7 @@ def build_runtime(
                 deadline=Deadline(settings.timeout_base_seconds, settings.timeout_per_media_second),
                 stall_seconds=settings.stall_seconds,
                 die_with_parent=True,
+                nice=dict.fromkeys(("encode", "package"), settings.long_lane_nice),
             )
         ctx = StepContext(
             store=store,

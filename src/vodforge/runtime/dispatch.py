@@ -44,9 +44,15 @@ class Dispatcher:
     key_of: Callable[[str], str | None] = lambda key: key
 
     def handle(
-        self, event: ObjectCreated, *, preset: str | None = None, owner: str | None = None
+        self,
+        event: ObjectCreated,
+        *,
+        preset: str | None = None,
+        owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> Dispatched:
-        """``preset`` given (an API call naming one) bypasses the triggers."""
+        """``preset`` given (an API call naming one) bypasses the triggers; ``owner`` (an API
+        key id) and ``webhook_url`` are recorded on a newly created job."""
         received = time.time()
         key = self.key_of(event.key)
         if key is None:
@@ -70,6 +76,7 @@ class Dispatcher:
                 toolchain_id=self.toolchain_id,
                 max_age_seconds=self.max_age_seconds,
                 owner=owner,
+                webhook_url=webhook_url,
             )
         )
         outcome = "created" if created else "duplicate"

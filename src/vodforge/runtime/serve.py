@@ -112,7 +112,10 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from vodforge.api.app import Probes, create_app  # noqa: PLC0415
+    from vodforge.api.context import ApiContext  # noqa: PLC0415
     from vodforge.api.dashboard import locate_web_dir, missing_vendor_files  # noqa: PLC0415
+    from vodforge.api.ingest import Ingest  # noqa: PLC0415
+    from vodforge.api.webhooks import WebhookDeliverer  # noqa: PLC0415
     from vodforge.observability.metrics import StateCollector  # noqa: PLC0415
     from vodforge.runtime.app import build_runtime  # noqa: PLC0415
     from vodforge.runtime.broker import EmbeddedRedis, queue_depth  # noqa: PLC0415
@@ -133,7 +136,21 @@ def serve(
     try:
         runtime = build_runtime(settings, broker_url=broker_url, worker=False)
         dispatcher = runtime.dispatcher
-        runtime.store.subscribe(lambda event: _dispatch_safely(dispatcher, event))
+        api = ApiContext(settings, runtime.jobs, runtime.store, dispatcher)
+        # Every object created in this process (API uploads, the watch folder) goes through
+        # the API's ingest: it knows the preset, owner and webhook of the API's own uploads.
+        ingest = Ingest(dispatcher, api.keys)
+        runtime.store.subscribe(ingest.on_object_created)
+        deliverer = WebhookDeliverer(
+            api.outbox,
+            api.keys,
+            api.payload_for,
+            fallback_secret=settings.secret().decode(),
+            max_attempts=settings.webhook_max_attempts,
+            min_backoff_ms=settings.webhook_min_backoff_ms,
+            max_backoff_ms=settings.webhook_max_backoff_ms,
+            timeout_seconds=settings.webhook_timeout_seconds,
+        )
 
         count = settings.worker_processes if workers is None else workers
         env = dict(os.environ) | {
@@ -166,6 +183,7 @@ def serve(
                 daemon=True,
                 name="reaper",
             ),
+            threading.Thread(target=deliverer.run, args=(stop, 1.0), daemon=True, name="webhooks"),
         ]
         for t in threads:
             t.start()
@@ -188,7 +206,7 @@ def serve(
         )
         if web_dir is not None and (missing := missing_vendor_files(web_dir)):
             log.warning("dashboard libraries missing, run make web", missing=missing)
-        app = create_app(probes, static_dir=web_dir)
+        app = create_app(probes, api, ingest=ingest, static_dir=web_dir)
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -250,13 +268,6 @@ def _cloud_sources(
         )
         threads.append(threading.Thread(target=sqs.run, args=(stop,), daemon=True, name="sqs"))
     return threads
-
-
-def _dispatch_safely(dispatcher: Any, event: Any) -> None:
-    try:
-        dispatcher.handle(event)
-    except Exception as exc:
-        log.warning("event not dispatched", key=getattr(event, "key", None), error=repr(exc))
 
 
 def _announce_when_started(

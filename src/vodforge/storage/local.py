@@ -95,7 +95,8 @@ class PresignedGrant:
 
 
 class UrlSigner:
-    """HMAC presigned URLs for the API's ``/files/<key>`` route.
+    """HMAC presigned URLs for the API's ``/<route>/<key>`` route (``files`` by default; the
+    HTTP API serves ``/v1/objects``).
 
     Separate from the store so the API process can verify URLs with the secret alone.
     """
@@ -106,6 +107,7 @@ class UrlSigner:
         *,
         base_url: str = "http://127.0.0.1:8080",
         clock: Callable[[], float] = time.time,
+        route: str = "files",
     ) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ConfigError(
@@ -118,6 +120,7 @@ class UrlSigner:
         self._base = base_url.rstrip("/")
         self._base_path = split.path.rstrip("/")
         self._clock = clock
+        self._route = route.strip("/")
 
     def _signature(self, op: str, key: str, exp: str, length: str) -> str:
         message = f"{op}\n{key}\n{exp}\n{length}".encode()
@@ -144,18 +147,19 @@ class UrlSigner:
         if length:
             query["len"] = length
         query["sig"] = self._signature(op, key, exp, length)
-        return f"{self._base}/files/{quote(key, safe='/')}?{urlencode(query)}"
+        return f"{self._base}/{self._route}/{quote(key, safe='/')}?{urlencode(query)}"
 
     def verify(self, url: str, *, op: Op | None = None, now: float | None = None) -> PresignedGrant:
         """The grant of a URL (full, or path and query) we signed; ``PresignDenied`` otherwise."""
         split = urlsplit(url)
         path = split.path
-        for base in (f"{self._base_path}/files/", "/files/"):
+        route = f"/{self._route}/"
+        for base in (f"{self._base_path}{route}", route):
             if path.startswith(base):
                 quoted = path[len(base) :]
                 break
         else:
-            raise PresignDenied(f"presigned URL path {path[:80]!r} is not under /files/")
+            raise PresignDenied(f"presigned URL path {path[:80]!r} is not under {route}")
         try:
             key = unquote(quoted, errors="strict")
             params = parse_qs(split.query, keep_blank_values=True, strict_parsing=True)

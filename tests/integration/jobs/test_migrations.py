@@ -17,7 +17,17 @@ from vodforge.jobs import JobStore
 from vodforge.jobs.models import Base
 from vodforge.jobs.store import MIGRATIONS_DIR
 
-TABLES = {"attempts", "dead_letters", "events", "fanins", "jobs", "outputs", "steps"}
+TABLES = {
+    "api_keys",
+    "attempts",
+    "dead_letters",
+    "events",
+    "fanins",
+    "jobs",
+    "outputs",
+    "steps",
+    "webhook_deliveries",
+}
 
 
 def _config() -> Config:

@@ -117,13 +117,15 @@ function outputs(job) {
     "section",
     { class: "card", "aria-labelledby": "outputs-title" },
     h("h2", { id: "outputs-title" }, "Outputs"),
-    h("table", { class: "table" },
+    h("details", {},
+      h("summary", {}, `${job.outputs.length} files, ${bytes(job.outputs.reduce((n, o) => n + (o.size || 0), 0))}`),
+      h("table", { class: "table" },
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "File"), h("th", { scope: "col" }, "Kind"), h("th", { scope: "col" }, "Size"))),
       h("tbody", {}, job.outputs.map((o) =>
         h("tr", {},
           h("td", { class: "mono" }, o.url ? h("a", { href: o.url }, o.key.split("/").slice(2).join("/") || basename(o.key)) : o.key),
           h("td", {}, o.kind),
-          h("td", {}, bytes(o.size)))))),
+          h("td", {}, bytes(o.size))))))),
   );
 }
 

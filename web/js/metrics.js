@@ -14,7 +14,7 @@ function unix(t) {
   return Date.parse(t) / 1000;
 }
 
-function timePlot(target, title, label, xs, ys, { bars = false, percent = false, color }) {
+function timePlot(target, label, xs, ys, { bars = false, percent = false, color }) {
   const width = Math.max(target.clientWidth || 600, 300);
   const series = {
     label,
@@ -27,13 +27,17 @@ function timePlot(target, title, label, xs, ys, { bars = false, percent = false,
     series.paths = uPlot.paths.bars({ size: [0.8, 24] });
     series.points = { show: false };
   }
+  // The whole window on the x axis: the API sends only the buckets that have jobs.
+  const to = Date.now() / 1000;
   const opts = {
-    title,
     width,
     height: 220,
     series: [{}, series],
     axes: [{}, { values: (_u, ticks) => ticks.map((v) => (percent ? `${Math.round(v * 100)}%` : v)) }],
-    scales: percent ? { y: { range: [0, 1] } } : {},
+    scales: {
+      x: { time: true, range: () => [to - hours * 3600, to] },
+      y: percent ? { range: [0, 1] } : { range: (_u, _min, max) => [0, Math.max(1, max)] },
+    },
   };
   const plot = new uPlot(opts, [xs, ys], target);
   plots.push(plot);
@@ -74,14 +78,14 @@ async function draw() {
       h("div", { class: "row between" }, h("h1", {}, "Metrics"), h("label", { class: "inline" }, "Window ", select)),
       h("p", { class: "states" }, byState.length ? byState.map(([state, n]) => h("span", { class: "count" }, stateBadge(state), ` ${n}`)) : "No jobs yet.")),
     h("section", { class: "card" }, h("h2", {}, "Jobs per minute"), jobsPlot),
-    h("section", { class: "card" }, h("h2", {}, "Failure rate"), failPlot),
+    h("section", { class: "card" }, h("h2", {}, "Failure rate (per hour of finishing)"), failPlot),
     h("section", { class: "card" }, h("h2", {}, "p95 step duration per toolchain"), p95Chart(stats.step_p95 ?? [])),
   );
   const jpm = stats.jobs_per_minute ?? [];
   const fr = stats.failure_rate ?? [];
-  if (jpm.length) timePlot(jobsPlot, "", "jobs/min", jpm.map((p) => unix(p.t)), jpm.map((p) => p.count), { bars: true, color: "#2563eb" });
+  if (jpm.length) timePlot(jobsPlot, "jobs/min", jpm.map((p) => unix(p.t)), jpm.map((p) => p.count), { bars: true, color: "#2563eb" });
   else jobsPlot.append(h("p", { class: "muted" }, "No jobs in this window."));
-  if (fr.length) timePlot(failPlot, "", "failure rate", fr.map((p) => unix(p.t)), fr.map((p) => p.rate), { percent: true, color: "#dc2626" });
+  if (fr.length) timePlot(failPlot, "failure rate", fr.map((p) => unix(p.t)), fr.map((p) => p.rate), { percent: true, color: "#dc2626" });
   else failPlot.append(h("p", { class: "muted" }, "No finished jobs in this window."));
 }
 

@@ -194,10 +194,16 @@ def test_upload_watch_done_and_play_the_ladder(served: Served, sample: SampleFac
             page.screenshot(path=str(shot), full_page=True)
             print(f"dashboard screenshots: {OUTPUT}")
 
-            for path, element in (("#/metrics", "#metrics-page"), ("#/rollouts", "#rollouts-page")):
-                page.goto(served.url + path)
-                page.wait_for_selector(f"{element} h1")
-                page.screenshot(path=str(OUTPUT / f"{element[1:]}.png"), full_page=True)
+            # Metrics: the finished job is in the jobs-per-minute plot and the p95 bars.
+            page.goto(served.url + "#/metrics")
+            page.wait_for_selector("#metrics-page #plot-jobs .uplot")
+            assert page.locator("#metrics-page .p95-bar").count() >= 1
+            page.screenshot(path=str(OUTPUT / "metrics.png"), full_page=True)
+            # Rollouts: none started (or no rollout routes yet) reads "No rollouts."
+            page.goto(served.url + "#/rollouts")
+            page.wait_for_selector("#rollouts-page h1")
+            assert page.locator("#rollouts-empty").text_content() == "No rollouts."
+            page.screenshot(path=str(OUTPUT / "rollouts.png"), full_page=True)
         finally:
             browser.close()
     assert not problems, problems

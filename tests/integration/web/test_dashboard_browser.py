@@ -51,9 +51,10 @@ class Served:
         return f"http://127.0.0.1:{info['port']}/"
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert not missing_vendor_files(source_web_dir()), "dashboard libraries missing: make web"
+    tmp_path = tmp_path_factory.mktemp("web")
     data = tmp_path / "var"
     data.mkdir()
     log = tmp_path / "serve.log"
@@ -93,9 +94,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
                 p.kill()
 
 
-def create_key(served: Served) -> str:
+def create_key(served: Served, name: str) -> str:
     out = subprocess.run(
-        [*VODFORGE, "keys", "create", "--name", "web-test", "--scope", "upload,read,admin"],
+        [*VODFORGE, "keys", "create", "--name", name, "--scope", "upload,read,admin"],
         env=served.env,
         capture_output=True,
         text=True,
@@ -112,7 +113,7 @@ def test_upload_watch_done_and_play_the_ladder(served: Served, sample: SampleFac
     from playwright.sync_api import ConsoleMessage, sync_playwright
 
     clip = sample("hd_audio", seconds=6, size=(640, 360))
-    key = create_key(served)
+    key = create_key(served, "web-test")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
 
@@ -207,3 +208,38 @@ def test_upload_watch_done_and_play_the_ladder(served: Served, sample: SampleFac
         finally:
             browser.close()
     assert not problems, problems
+
+
+def test_polls_when_the_event_stream_is_unavailable(served: Served, sample: SampleFactory) -> None:
+    """With /v1/events refused (a proxy that buffers or blocks streams), the list falls back to
+    polling /v1/jobs and still follows an upload to its end."""
+    from playwright.sync_api import Route, sync_playwright
+
+    clip = sample("hd_audio", seconds=2, size=(640, 360))
+    key = create_key(served, "web-poll")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+
+            def refuse(route: Route) -> None:
+                route.fulfill(status=503, body="no streams here")
+
+            page.route("**/v1/events", refuse)
+            page.goto(served.url)
+            page.fill("#key-input", key)
+            page.click("#key-save")
+            page.wait_for_selector('#live-mode[data-mode="polling"]')
+            page.set_input_files("#upload-input", str(clip))
+            page.wait_for_selector("#upload-status a")
+            job_id = (page.text_content("#upload-status a") or "").strip()
+            page.wait_for_function(
+                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+                "?.textContent === 'succeeded'",
+                arg=job_id,
+                timeout=120_000,
+            )
+            assert page.get_attribute("#live-mode", "data-mode") == "polling"
+        finally:
+            browser.close()

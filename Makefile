@@ -9,7 +9,7 @@ DATA   ?= var
 BENCH_ARGS ?=
 RUNTIME_BENCH_ARGS ?=
 
-.PHONY: venv web sysdeps run demo test lint typecheck unit bench bench-ladder bench-runtime clean
+.PHONY: venv web sysdeps run demo test lint typecheck unit bench bench-ladder bench-runtime bench-api clean
 
 # System packages the tests need and nothing else provides: Debian's ffmpeg (the second,
 # unpinned toolchain that certification and canary tests compare against) and Debian's Chromium
@@ -74,13 +74,17 @@ unit: $(STAMP)
 
 # Benchmarks report, they assert nothing: the ladder against plain ffmpeg (issue 2) and the
 # runtime's dispatch latency and burst throughput against a plain process pool (issue 3).
-bench: bench-ladder bench-runtime
+bench: bench-ladder bench-runtime bench-api
 
 bench-ladder: $(STAMP)
 	$(PY) bench/ladder.py $(BENCH_ARGS)
 
 bench-runtime: $(STAMP)
 	$(PY) bench/runtime.py $(RUNTIME_BENCH_ARGS)
+
+# The HTTP API's synchronous upload (issue 4): 10 s 720p clip → poster/thumbnails/GIF URLs.
+bench-api: $(STAMP)
+	$(PY) bench/api_sync.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -78,7 +78,12 @@ def create_app(
         body = {"status": "ready" if not failures else "not ready", "failures": failures}
         return JSONResponse(body, status_code=status)
 
-    @app.get("/metrics", tags=["health"])
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
     def metrics_endpoint() -> Response:
         body, content_type = render(probes.collector)
         return Response(body, media_type=content_type)

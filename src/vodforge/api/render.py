@@ -137,6 +137,12 @@ class Renderer:
     def outputs(self, job: JobView, steps: list[StepView]) -> list[schemas.OutputOut]:
         if job.state is JobState.SUCCEEDED:
             records = [(o.key, o.size, o.sha256) for o in self.jobs.outputs(job.id)]
+            if job.manifest_key and all(k != job.manifest_key for k, _, _ in records):
+                try:
+                    info = self.urls.store.stat(job.manifest_key)
+                    records.append((job.manifest_key, info.size, info.etag))
+                except ObjectNotFound:
+                    pass
         else:
             records = []
             for key in self.quick_keys(job, steps):

@@ -243,3 +243,38 @@ def test_polls_when_the_event_stream_is_unavailable(served: Served, sample: Samp
             assert page.get_attribute("#live-mode", "data-mode") == "polling"
         finally:
             browser.close()
+
+
+def test_failed_job_shows_its_error(served: Served, tmp_path: Path) -> None:
+    """Random bytes uploaded through the page: the job fails and its page says why."""
+    from playwright.sync_api import sync_playwright
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(bytes(range(256)) * 64)
+    key = create_key(served, "web-fail")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            page.goto(served.url)
+            page.fill("#key-input", key)
+            page.click("#key-save")
+            page.wait_for_selector("#jobs-table", state="visible")
+            page.set_input_files("#upload-input", str(junk))
+            page.wait_for_selector("#upload-status a")
+            job_id = (page.text_content("#upload-status a") or "").strip()
+            page.wait_for_function(
+                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+                "?.textContent === 'failed'",
+                arg=job_id,
+                timeout=120_000,
+            )
+            page.click(f'tr[data-job-id="{job_id}"] a')
+            page.wait_for_selector("#job-errors")
+            text = page.text_content("#job-errors") or ""
+            assert "Job failed" in text
+            assert "step probe" in text, text
+            page.screenshot(path=str(OUTPUT / "failed.png"), full_page=True)
+        finally:
+            browser.close()

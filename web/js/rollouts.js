@@ -30,8 +30,12 @@ function decisions(rollout) {
   const list = rollout.decisions ?? [];
   if (!list.length) return h("p", { class: "muted" }, "No decisions yet.");
   return h("table", { class: "table compact decisions" },
-    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Action"), h("th", { scope: "col" }, "Reason"))),
-    h("tbody", {}, list.map((d) => h("tr", {}, h("td", {}, when(d.at)), h("td", {}, h("span", { class: `action action-${d.action}` }, d.action)), h("td", {}, d.reason ?? "")))));
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Action"), h("th", { scope: "col" }, "Weight"), h("th", { scope: "col" }, "Reason"))),
+    h("tbody", {}, list.map((d) => h("tr", {},
+      h("td", {}, when(d.at)),
+      h("td", {}, h("span", { class: `action action-${d.action}` }, d.action)),
+      h("td", {}, d.weight_percent === undefined ? "—" : `${d.weight_percent}%`),
+      h("td", {}, d.reason ?? "")))));
 }
 
 function card(rollout) {
@@ -43,6 +47,8 @@ function card(rollout) {
       h("strong", {}, `${rollout.weight_percent}%`), ` · started ${when(rollout.started_at)}`,
       rollout.ended_at ? ` · ended ${when(rollout.ended_at)}` : ""),
     h("meter", { min: 0, max: 100, value: rollout.weight_percent, "aria-label": "candidate weight" }),
+    rollout.min_jobs !== undefined &&
+      h("p", { class: "muted" }, `Policy: at least ${rollout.min_jobs} candidate jobs per step, failure rate ≤ ${pct(rollout.max_failure_rate)}, p95 at most ${pct(rollout.max_p95_regression)} over stable.`),
     stepsBar(rollout),
     h("div", { class: "split" },
       h("div", {}, h("h3", {}, "Counts"), counts(rollout)),

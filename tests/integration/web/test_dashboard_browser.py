@@ -278,3 +278,55 @@ def test_failed_job_shows_its_error(served: Served, tmp_path: Path) -> None:
             page.screenshot(path=str(OUTPUT / "failed.png"), full_page=True)
         finally:
             browser.close()
+
+
+ROLLOUT = {
+    "id": "r1",
+    "candidate": "ffmpeg-5.1-debian",
+    "stable": "ffmpeg-9.0.2-0d709a0bed1a",
+    "steps": [1, 10, 50, 100],
+    "step_index": 1,
+    "weight_percent": 10,
+    "state": "running",
+    "started_at": "2026-01-02T10:00:00+00:00",
+    "ended_at": None,
+    "counts": {
+        "candidate": {"jobs": 21, "failed": 1, "failure_rate": 1 / 21, "p95_seconds": 3.5},
+        "stable": {"jobs": 180, "failed": 0, "failure_rate": 0.0, "p95_seconds": 2.25},
+    },
+    "decisions": [
+        {"at": "2026-01-02T10:00:00+00:00", "action": "start", "reason": "by an operator"},
+        {"at": "2026-01-02T10:20:00+00:00", "action": "promote", "reason": "to 10%: 20 jobs"},
+    ],
+}
+
+
+def test_rollouts_page_renders_the_contract_shape(served: Served) -> None:
+    """The rollouts page against a contract-shaped ``GET /v1/rollouts`` answer (the route
+    itself belongs to the toolchain branch): step, weight, counts, rates and decision log."""
+    from playwright.sync_api import Route, sync_playwright
+
+    key = create_key(served, "web-rollouts")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+
+            def answer(route: Route) -> None:
+                route.fulfill(json={"items": [ROLLOUT]})
+
+            page.route("**/v1/rollouts", answer)
+            page.goto(served.url + "#/rollouts")
+            page.fill("#key-input", key)
+            page.click("#key-save")
+            card = page.wait_for_selector('#rollouts-page [data-rollout-id="r1"]')
+            assert card is not None
+            text = card.text_content() or ""
+            for expected in ("Step 2 of 4", "10%", "4.8%", "3.50 s", "2.25 s", "promote"):
+                assert expected in text, (expected, text)
+            assert page.locator("#rollouts-page .steps li.current").text_content() == "10%"
+            assert page.locator("#rollouts-page .decisions tbody tr").count() == 2
+            page.screenshot(path=str(OUTPUT / "rollouts-running.png"), full_page=True)
+        finally:
+            browser.close()

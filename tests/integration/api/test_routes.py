@@ -39,7 +39,8 @@ def test_upload_stores_the_object_and_starts_an_owned_job(api: Api) -> None:
     assert key.endswith("/My_Clip_1_.mp4")
     assert api.ctx.store.get_bytes(key) == DATA
     assert api.ctx.jobs.get_job(str(job["id"])).owner == api.key_ids["uploader"]
-    assert body["poster_url"] is None and body["thumbnail_urls"] == []
+    assert body["poster_url"] is None
+    assert body["thumbnail_urls"] == []
     assert [m.step for _, m in api.sender.sent] == ["probe"]  # the job's first step was sent
     # The source downloads through its signed URL.
     assert api.client.get(_path(str(body["source_url"]))).content == DATA
@@ -111,7 +112,8 @@ def test_presigned_put_completes_an_upload_and_starts_a_job(api: Api) -> None:
     )
     assert grant.status_code == 201, grant.text
     body = grant.json()
-    assert body["method"] == "PUT" and body["headers"]["Content-Length"] == str(len(DATA))
+    assert body["method"] == "PUT"
+    assert body["headers"]["Content-Length"] == str(len(DATA))
     url = _path(body["url"])
     # Wrong length, tampered signature, wrong operation: 403, nothing stored.
     assert api.client.put(url, content=DATA + b"!").status_code == 403
@@ -129,7 +131,7 @@ def test_signed_downloads_tampered_or_expired_are_403(api: Api) -> None:
     url = _path(str(body["source_url"]))
     assert api.client.get(url, headers={"Range": "bytes=0-9"}).content == DATA[:10]
     key = str(body["job"]["key"])  # type: ignore[index]
-    tampered = url.replace(key.split("/")[-1], "other.mp4")
+    tampered = url.replace(key.rsplit("/", maxsplit=1)[-1], "other.mp4")
     assert api.client.get(tampered).status_code == 403
     expired = UrlSigner(
         api.ctx.settings.secret(),
@@ -163,11 +165,14 @@ def test_cancel_and_retry(api: Api) -> None:
     auth = api.auth("uploader")
     assert api.client.post(f"/v1/jobs/{job_id}/retry", headers=auth).status_code == 409
     cancelled = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
-    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "cancelled"
     again = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
-    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
     retried = api.client.post(f"/v1/jobs/{job_id}/retry", headers=auth)
-    assert retried.status_code == 200 and retried.json()["state"] == "queued"
+    assert retried.status_code == 200
+    assert retried.json()["state"] == "queued"
 
 
 def test_job_detail_dead_letters_and_replay(api: Api) -> None:
@@ -189,7 +194,8 @@ def test_job_detail_dead_letters_and_replay(api: Api) -> None:
     assert detail["state"] == "failed"
     assert detail["error"]["type"] == "input_corrupt"
     assert detail["error"]["stderr_tail"].endswith("moov atom not found")
-    assert detail["error"]["worker"] == "host:1" and detail["error"]["exit_code"] == 1
+    assert detail["error"]["worker"] == "host:1"
+    assert detail["error"]["exit_code"] == 1
     probe = detail["steps"][0]
     assert (probe["name"], probe["state"], probe["attempts"]) == ("probe", "failed", 1)
     mine = api.client.get("/v1/dead-letters", headers=api.auth("uploader")).json()["items"]
@@ -197,7 +203,8 @@ def test_job_detail_dead_letters_and_replay(api: Api) -> None:
     assert mine[0]["argv"] == ["ffmpeg", "-i", "x"]
     assert api.client.get("/v1/dead-letters", headers=api.auth("other")).json()["items"] == []
     replayed = api.client.post(f"/v1/dead-letters/{letter.id}/replay", headers=api.auth("admin"))
-    assert replayed.status_code == 200 and replayed.json()["state"] == "replayed"
+    assert replayed.status_code == 200
+    assert replayed.json()["state"] == "replayed"
     assert jobs.get_job(job_id).state is JobState.QUEUED
     missing = api.client.post("/v1/dead-letters/nope/replay", headers=api.auth("admin"))
     assert missing.status_code == 404
@@ -207,7 +214,8 @@ def test_list_filters_paginates_and_validates(api: Api) -> None:
     ids = [str(_upload(api)["job"]["id"]) for _ in range(3)]  # type: ignore[index]
     auth = api.auth("uploader")
     page = api.client.get("/v1/jobs?limit=2", headers=auth).json()
-    assert len(page["items"]) == 2 and page["next_cursor"]
+    assert len(page["items"]) == 2
+    assert page["next_cursor"]
     rest = api.client.get(f"/v1/jobs?limit=2&cursor={page['next_cursor']}", headers=auth).json()
     assert rest["next_cursor"] is None
     assert {j["id"] for j in page["items"] + rest["items"]} == set(ids)
@@ -215,7 +223,8 @@ def test_list_filters_paginates_and_validates(api: Api) -> None:
     assert len(queued) == 3
     assert api.client.get("/v1/jobs?state=running", headers=auth).json()["items"] == []
     bad = api.client.get("/v1/jobs?state=nope", headers=auth)
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_request"
     assert api.client.get("/v1/jobs?cursor=zz", headers=auth).status_code == 400
     assert api.client.get("/v1/jobs/nope", headers=auth).status_code == 404
 

@@ -7,7 +7,6 @@ here; their own tests cover them."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +50,7 @@ def test_api_conforms_to_its_openapi(shared_api: Api) -> None:
     headers = shared_api.auth("admin")
     tested = []
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]
 
         @given(case=operation.as_strategy())
         @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))

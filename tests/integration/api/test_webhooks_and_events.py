@@ -102,7 +102,8 @@ def test_webhook_is_signed_retried_and_logged(api: Api, receiver: Receiver) -> N
     assert headers["x-vodforge-signature"] == f"sha256={expected}"
     assert headers["x-vodforge-event"] == "job.failed"
     payload = json.loads(body)
-    assert payload["event"] == "job.failed" and payload["job"]["id"] == job_id
+    assert payload["event"] == "job.failed"
+    assert payload["job"]["id"] == job_id
     assert payload["job"]["error"]["type"] == "input_corrupt"
 
 

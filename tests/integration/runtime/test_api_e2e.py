@@ -66,11 +66,15 @@ def test_sync_upload_returns_downloadable_previews(
         )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["poster_url"] and body["gif_url"] and body["thumbnail_urls"]
+    assert body["poster_url"]
+    assert body["gif_url"]
+    assert body["thumbnail_urls"]
     poster = client.get(_path(body["poster_url"]))
-    assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff"  # JPEG
+    assert poster.status_code == 200
+    assert poster.content[:3] == b"\xff\xd8\xff"
     gif = client.get(_path(body["gif_url"]))
-    assert gif.status_code == 200 and gif.content[:6] in (b"GIF89a", b"GIF87a")
+    assert gif.status_code == 200
+    assert gif.content[:6] in (b"GIF89a", b"GIF87a")
     for thumb in body["thumbnail_urls"]:
         assert client.get(_path(thumb)).status_code == 200
 
@@ -93,7 +97,8 @@ def test_sync_upload_returns_downloadable_previews(
     assert {o["kind"] for o in detail["outputs"]} >= {"hls", "mp4", "preview", "manifest"}
     # The HLS folder grant: master, variant playlist and a segment all load by relative URL.
     master = client.get(_path(detail["hls_url"]))
-    assert master.status_code == 200 and master.text.startswith("#EXTM3U")
+    assert master.status_code == 200
+    assert master.text.startswith("#EXTM3U")
     variant = next(line for line in master.text.splitlines() if line.endswith(".m3u8"))
     base = _path(detail["hls_url"]).rsplit("/", 1)[0]
     playlist = client.get(f"{base}/{variant}")

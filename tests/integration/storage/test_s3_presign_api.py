@@ -1,6 +1,6 @@
 """The API on an S3Store (moto server over HTTP): a presigned PUT is a real S3 URL bound to
-the length (a signed header); uploading through it and the bucket poll make a job owned by the key; job outputs
-are S3 presigned GETs."""
+the length (a signed header); uploading through it and the bucket poll make a job owned by the
+key; job outputs are S3 presigned GETs."""
 
 from __future__ import annotations
 

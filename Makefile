@@ -9,7 +9,7 @@ DATA   ?= var
 BENCH_ARGS ?=
 RUNTIME_BENCH_ARGS ?=
 
-.PHONY: venv sysdeps run demo test lint typecheck unit bench bench-ladder bench-runtime bench-api clean
+.PHONY: venv web sysdeps run demo test lint typecheck unit bench bench-ladder bench-runtime bench-api clean
 
 # System packages the tests need and nothing else provides: Debian's ffmpeg (the second,
 # unpinned toolchain that certification and canary tests compare against) and Debian's Chromium
@@ -24,7 +24,7 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-venv: $(STAMP)
+venv: $(STAMP) $(WEB_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,24 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/vodforge toolchain check
 	touch $@
 
+# The dashboard's front-end libraries: exact versions from web/package-lock.json (npm ci), their
+# ES module builds copied into web/vendor/ (git-ignored), which the API serves with the page at
+# `/`. No CDN: the dashboard works offline. Reruns only when the lock changes.
+WEB_STAMP  := web/vendor/.installed
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package-lock.json web/package.json
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -rf web/vendor && mkdir -p web/vendor
+	cp web/node_modules/hls.js/dist/hls.mjs web/vendor/hls.mjs
+	cp web/node_modules/uplot/dist/uPlot.esm.js web/vendor/uPlot.esm.js
+	cp web/node_modules/uplot/dist/uPlot.min.css web/vendor/uPlot.min.css
+	cp web/node_modules/eventsource-parser/dist/index.js web/vendor/eventsource-parser.js
+	touch $@
+
 # `make run`: the whole embedded system (broker, workers, watch folder, HTTP on :8080) with its
 # data under $(DATA). Drop a video into $(DATA)/uploads/incoming/ and watch `vodforge jobs list`.
-run: $(STAMP)
+run: $(STAMP) $(WEB_STAMP)
 	VODFORGE_DATA_DIR=$(DATA) $(BIN)/vodforge serve
 
 # A one-off local transcode without the runtime: a generated 12 s clip into $(DATA)/demo/out.
@@ -51,7 +66,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: sysdeps lint typecheck
+test: sysdeps web lint typecheck
 	$(BIN)/pytest
 
 unit: $(STAMP)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     s3_poll_interval_seconds: float = Field(default=10.0, gt=0)
     #: An SQS queue receiving the bucket's S3 event notifications. Unset: none.
     sqs_queue_url: str | None = None
+    #: The dashboard's static files, served at ``/``. Unset: ``web/`` of the source checkout
+    #: (its libraries installed by ``make web``); none in an installed wheel.
+    web_dir: Path | None = None
 
     # --- HTTP API (``/v1``) ----------------------------------------------------------------
     #: Uploads larger than this are refused with 413 (checked while the body streams in).

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from vodforge import __version__
 from vodforge.api import problems
 from vodforge.api.context import ApiContext
+from vodforge.api.dashboard import mount_dashboard
 from vodforge.api.events import EventHub
 from vodforge.api.ingest import Ingest
 from vodforge.observability.metrics import StateCollector, render
@@ -106,6 +106,7 @@ def create_app(
         for module in (uploads, jobs, dead_letters, events, stats, me, objects):
             app.include_router(module.router)
 
+    # Last: the dashboard's mount at / matches every path, so it must follow all routes.
     if static_dir is not None:
-        app.mount("/", StaticFiles(directory=static_dir, html=True), name="dashboard")
+        mount_dashboard(app, static_dir)
     return app

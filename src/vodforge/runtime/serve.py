@@ -113,6 +113,7 @@ def serve(
 
     from vodforge.api.app import Probes, create_app  # noqa: PLC0415
     from vodforge.api.context import ApiContext  # noqa: PLC0415
+    from vodforge.api.dashboard import locate_web_dir, missing_vendor_files  # noqa: PLC0415
     from vodforge.api.ingest import Ingest  # noqa: PLC0415
     from vodforge.api.webhooks import WebhookDeliverer  # noqa: PLC0415
     from vodforge.observability.metrics import StateCollector  # noqa: PLC0415
@@ -122,6 +123,7 @@ def serve(
     from vodforge.storage import WatchFolder  # noqa: PLC0415
 
     settings = settings.model_copy(update={"data_dir": data})
+    web_dir = locate_web_dir(settings.web_dir)  # a bad web_dir fails before anything starts
     embedded: EmbeddedRedis | None = None
     broker_url = settings.broker_url
     if not broker_url:
@@ -202,7 +204,9 @@ def serve(
             },
             collector=StateCollector(jobs_by_state, lambda: queue_depth(rt.broker)),
         )
-        app = create_app(probes, api, ingest=ingest, static_dir=_dashboard_dir())
+        if web_dir is not None and (missing := missing_vendor_files(web_dir)):
+            log.warning("dashboard libraries missing, run make web", missing=missing)
+        app = create_app(probes, api, ingest=ingest, static_dir=web_dir)
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -264,12 +268,6 @@ def _cloud_sources(
         )
         threads.append(threading.Thread(target=sqs.run, args=(stop,), daemon=True, name="sqs"))
     return threads
-
-
-def _dashboard_dir() -> Path | None:
-    """The dashboard's files (``web/`` of a source checkout), if present."""
-    web = Path(__file__).resolve().parents[3] / "web"
-    return web if (web / "index.html").is_file() else None
 
 
 def _announce_when_started(

@@ -23,9 +23,10 @@ transient ones are retried with backoff.
     ├── StorageError                the object store refused or lost something     (permanent)
     │   └── ObjectNotFound          no object at that key
     ├── JobError                    the job store's rules                          (permanent)
-    │   ├── JobNotFound             no such job / dead letter
+    │   ├── JobNotFound             no such job / dead letter / rollout
     │   ├── InvalidTransition       a state change the state machine forbids
-    │   └── JobExpired              the job ran past its max age
+    │   ├── JobExpired              the job ran past its max age
+    │   └── RolloutConflict         a rollout is already running
     └── TransientError              worth retrying                                 (transient)
         ├── FfmpegTimeout           ran past its duration-scaled deadline; group killed
         ├── FfmpegStalled           made no progress for the stall window; group killed
@@ -60,6 +61,7 @@ __all__ = [
     "NotMediaError",
     "ObjectNotFound",
     "OutOfDisk",
+    "RolloutConflict",
     "StorageError",
     "StorageUnavailable",
     "ToolchainCrash",
@@ -194,6 +196,10 @@ class InvalidTransition(JobError):
 
 class JobExpired(JobError):
     label = "job_expired"
+
+
+class RolloutConflict(JobError):
+    label = "rollout_conflict"
 
 
 class TransientError(VodforgeError):

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     #: An SQS queue receiving the bucket's S3 event notifications. Unset: none.
     sqs_queue_url: str | None = None
 
+    # --- toolchains and rollouts (``vodforge toolchain``, ``vodforge rollout``) ------------
+    #: Allowed ffmpeg versions (release ``9.0.2`` or the full version string); empty: any.
+    #: Checked by ``vodforge toolchain verify``. Env: ``VODFORGE_ALLOWED_VERSIONS='["9.0.2"]'``.
+    allowed_versions: list[str] = Field(default_factory=list)
+    #: How often ``serve`` evaluates a running canary rollout.
+    rollout_interval_seconds: float = Field(default=2.0, gt=0)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'vodforge.db').resolve()}"

@@ -15,6 +15,7 @@ from vodforge.media.runner import Deadline, FfmpegRunner, SubprocessRunner
 from vodforge.media.toolchain import Toolchain, load_toolchain
 from vodforge.pipeline.steps import StepContext
 from vodforge.rollout.registry import Registry
+from vodforge.rollout.service import RolloutService
 from vodforge.runtime.actors import Lanes, bind_lanes
 from vodforge.runtime.broker import make_broker
 from vodforge.runtime.dispatch import Dispatcher
@@ -93,6 +94,7 @@ def build_runtime(
         max_age_seconds=settings.job_max_age_seconds,
         plan_workers=settings.resolved_long_concurrency() * max(1, settings.worker_processes),
         key_of=store.relative_key,
+        router=RolloutService(jobs, registry).route if registry is not None else None,
     )
     if worker:
         object_store = store

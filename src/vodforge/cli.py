@@ -55,6 +55,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(dlq_app, name="dlq")
 keys_app = typer.Typer(help="API keys of the HTTP API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+rollout_app = typer.Typer(help="Canary rollouts of a new toolchain.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
 
 err = Console(stderr=True)
 out = Console()
@@ -285,9 +287,24 @@ def toolchain_check(
 
 @toolchain_app.command("inspect")
 def toolchain_inspect(
+    toolchain_id: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="A registered toolchain (registry entry).")
+    ] = None,
     ffmpeg: Annotated[Path | None, typer.Option(help="ffmpeg binary to inspect.")] = None,
 ) -> None:
-    """Print the toolchain fingerprint (JSON)."""
+    """Print a registry entry, or the fingerprint of a binary (JSON)."""
+    if toolchain_id is not None:
+
+        def entry() -> dict[str, Any]:
+            jobs, registry = _registry(Settings())
+            try:
+                data: dict[str, Any] = registry.find(toolchain_id).to_dict()
+                return data
+            finally:
+                jobs.close()
+
+        out.print_json(json.dumps(_guard(entry)))
+        return
     toolchain = _guard(lambda: load_toolchain(ffmpeg or Settings().ffmpeg))
     missing_encoders, missing_filters = toolchain.missing()
     data = toolchain.fingerprint() | {
@@ -659,6 +676,308 @@ def keys_revoke(
         finally:
             store.close()
         out.print(f"revoked {key.id} ({key.name})")
+
+    _guard(go)
+
+
+# ---------------------------------------------------------------------------------------------
+# toolchain registry, certification and canary rollouts (vodforge.rollout)
+
+#: ``toolchain certify`` found a regression (distinct from the error exit codes).
+EXIT_REGRESSION = 1
+
+
+def _registry(settings: Settings) -> tuple[Any, Any]:
+    """The job store and the toolchain registry; the configured binary is the first stable."""
+    from vodforge.jobs import JobStore  # noqa: PLC0415
+    from vodforge.rollout.registry import Registry  # noqa: PLC0415
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    jobs = JobStore.open(settings.resolved_database_url)
+    registry = Registry(jobs)
+    try:
+        if registry.stable() is None:
+            registry.ensure_stable(load_toolchain(settings.ffmpeg))
+    except BaseException:
+        jobs.close()
+        raise
+    return jobs, registry
+
+
+@toolchain_app.command("list")
+def toolchain_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Registered toolchains: id, version, source, sha256, path; stable first."""
+
+    def go() -> None:
+        jobs, registry = _registry(Settings())
+        try:
+            entries = registry.entries()
+        finally:
+            jobs.close()
+        if as_json:
+            out.print_json(json.dumps({"items": [e.to_dict() for e in entries]}))
+            return
+        table = Table("id", "stable", "version", "source", "sha256", "libvmaf", "path")
+        for e in entries:
+            table.add_row(
+                e.id,
+                "yes" if e.stable else "",
+                e.release,
+                e.source,
+                e.sha256[:12],
+                "yes" if e.libvmaf else "no",
+                str(e.path),
+            )
+        out.print(table)
+
+    _guard(go)
+
+
+@toolchain_app.command("add")
+def toolchain_add(
+    path: Annotated[Path, typer.Argument(help="The ffmpeg binary.")],
+    source: Annotated[str, typer.Option(help="debian | path | imageio-ffmpeg")] = "path",
+) -> None:
+    """Fingerprint a binary and register it (idempotent); it runs jobs only once a rollout
+    routes them to it."""
+
+    def go() -> None:
+        toolchain = load_toolchain(path, source=source)
+        jobs, registry = _registry(Settings())
+        try:
+            entry = registry.add(toolchain)
+        finally:
+            jobs.close()
+        encoders, filters = toolchain.missing()
+        lacks = ", ".join(encoders + filters)
+        note = f" (lacks {lacks}: it cannot run vodforge jobs)" if lacks else ""
+        out.print(f"{entry.id} ({entry.version}, {entry.source}) at {entry.path}{note}")
+
+    _guard(go)
+
+
+@toolchain_app.command("verify")
+def toolchain_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Every registered binary still matches its fingerprint, has what vodforge needs, and its
+    version is in the allowed-versions policy (VODFORGE_ALLOWED_VERSIONS). Exit 3 otherwise."""
+
+    def go() -> list[Any]:
+        settings = Settings()
+        jobs, registry = _registry(settings)
+        try:
+            return list(registry.verify(settings.allowed_versions))
+        finally:
+            jobs.close()
+
+    results = _guard(go)
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "ok": all(r.ok for r in results),
+                    "items": [
+                        {"id": r.id, "stable": r.stable, "problems": list(r.problems)}
+                        for r in results
+                    ],
+                }
+            )
+        )
+    else:
+        for r in results:
+            mark = "ok" if r.ok else "FAIL"
+            line = f"{mark:<4} {r.id}{' (stable)' if r.stable else ''}"
+            out.print(line + ("" if r.ok else ": " + "; ".join(r.problems)), highlight=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(3)
+
+
+@toolchain_app.command("certify")
+def toolchain_certify(
+    candidate: Annotated[str, typer.Argument(help="Registered id or path of the candidate.")],
+    against: Annotated[
+        str | None, typer.Option(help="Registered id or path of the reference (default: stable).")
+    ] = None,
+    corpus: Annotated[
+        str, typer.Option(help="quick (3 clips of 1 s) | full (11 cases).")
+    ] = "quick",
+    preset: Annotated[str, typer.Option(help="Preset name or TOML path.")] = "default",
+    min_psnr: Annotated[float, typer.Option(help="PSNR floor vs the reference, dB.")] = 35.0,
+    min_ssim: Annotated[float, typer.Option(help="SSIM floor vs the reference.")] = 0.95,
+    max_size_delta: Annotated[float, typer.Option(help="Size tolerance (0.1 = ±10 %).")] = 0.10,
+    workdir: Annotated[Path | None, typer.Option(help="Keep outputs here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Run the conformance corpus through the pipeline on both toolchains and compare every
+    output. Exit 1 on any regression (a CI gate), 0 when the candidate matches."""
+    import tempfile  # noqa: PLC0415
+
+    from vodforge.media.presets import load_preset  # noqa: PLC0415
+    from vodforge.rollout.certify import CORPORA, Thresholds, certify  # noqa: PLC0415
+
+    def resolve(registry: Any, ref: str) -> Toolchain:
+        from vodforge.errors import ToolchainNotFound  # noqa: PLC0415
+
+        try:
+            return registry.load(registry.find(ref).id)  # type: ignore[no-any-return]
+        except ToolchainNotFound:
+            if Path(ref).exists():
+                return load_toolchain(ref, source="path")
+            raise
+
+    def go() -> Any:
+        if corpus not in CORPORA:
+            raise ConfigError(f"--corpus {corpus!r}: one of {', '.join(CORPORA)}")
+        chosen = load_preset(preset)
+        jobs, registry = _registry(Settings())
+        try:
+            cand = resolve(registry, candidate)
+            ref = resolve(registry, against) if against else registry.load(registry.stable().id)
+        finally:
+            jobs.close()
+        with tempfile.TemporaryDirectory(prefix="vodforge-certify-") as tmp:
+            return certify(
+                cand,
+                ref,
+                workdir=workdir or Path(tmp),
+                preset=chosen,
+                corpus=CORPORA[corpus],
+                thresholds=Thresholds(min_psnr, min_ssim, max_size_delta),
+            )
+
+    report = _guard(go, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+    else:
+        table = Table(
+            "clip",
+            "rung",
+            "check",
+            "stable",
+            "candidate",
+            "",
+            title=f"{report.candidate} against {report.stable}",
+        )
+        for c in report.checks:
+            table.add_row(
+                c.clip,
+                c.rung,
+                c.name,
+                c.stable,
+                c.candidate,
+                "[green]ok[/]" if c.ok else "[bold red]REGRESSION[/]",
+            )
+        out.print(table)
+        verdict = "certified" if report.ok else f"{len(report.regressions)} regression(s)"
+        out.print(f"{report.candidate}: {verdict}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_REGRESSION)
+
+
+def _rollouts(settings: Settings) -> tuple[Any, Any]:
+    from vodforge.rollout.service import RolloutService  # noqa: PLC0415
+
+    jobs, registry = _registry(settings)
+    return jobs, RolloutService(jobs, registry)
+
+
+def _print_rollout(rollout: Any) -> None:
+    r = rollout.to_dict()
+    out.print(
+        f"rollout {r['id']}: {r['candidate']} against {r['stable']} — {r['state']}, step "
+        f"{r['step_index'] + 1}/{len(r['steps'])} at {r['weight_percent']:g}%",
+        highlight=False,
+    )
+    table = Table("arm", "jobs", "failed", "failure rate", "in flight", "p95 s", "labels")
+    for arm in ("candidate", "stable"):
+        c = r["counts"].get(arm)
+        if c:
+            p95 = c["p95_seconds"]
+            table.add_row(
+                arm,
+                str(c["jobs"]),
+                str(c["failed"]),
+                f"{c['failure_rate']:.1%}",
+                str(c["in_flight"]),
+                f"{p95:.2f}" if p95 is not None else "—",
+                ", ".join(f"{k}×{v}" for k, v in c["labels"].items()),
+            )
+    out.print(table)
+    for d in r["decisions"]:
+        out.print(f"  {d['at']}  {d['reason']}", highlight=False)
+
+
+@rollout_app.command("start")
+def rollout_start(
+    candidate: Annotated[str, typer.Argument(help="Registered toolchain id (or its path).")],
+    steps: Annotated[str, typer.Option(help="Weight steps in percent.")] = "1,10,50,100",
+    min_jobs: Annotated[int, typer.Option(help="Finished candidate jobs per step.")] = 20,
+    max_failure_rate: Annotated[str, typer.Option(help="e.g. 0.1%")] = "0.1%",
+    max_p95_regression: Annotated[str, typer.Option(help="e.g. 20%")] = "20%",
+) -> None:
+    """Route a growing share of new jobs to CANDIDATE; `serve` promotes or rolls it back."""
+    from vodforge.rollout.canary import Policy, parse_fraction, parse_steps  # noqa: PLC0415
+
+    def go() -> None:
+        policy = Policy(
+            parse_steps(steps),
+            min_jobs,
+            parse_fraction(max_failure_rate),
+            parse_fraction(max_p95_regression),
+        )
+        jobs, service = _rollouts(Settings())
+        try:
+            _print_rollout(service.start(candidate, policy))
+        finally:
+            jobs.close()
+
+    _guard(go)
+
+
+@rollout_app.command("status")
+def rollout_status(
+    rollout_id: Annotated[str | None, typer.Argument(help="Default: the latest.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Step, weight, counts and rates per arm, and the decision log."""
+
+    def go() -> Any:
+        jobs, service = _rollouts(Settings())
+        try:
+            if rollout_id:
+                return service.get(rollout_id)
+            latest = service.recent(1)
+            if not latest:
+                raise ConfigError("no rollout yet (vodforge rollout start CANDIDATE)")
+            return latest[0]
+        finally:
+            jobs.close()
+
+    rollout = _guard(go, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(rollout.to_dict()))
+    else:
+        _print_rollout(rollout)
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    rollout_id: Annotated[str | None, typer.Argument(help="Default: the running one.")] = None,
+) -> None:
+    """Stop routing to the candidate; jobs that failed on it are re-run on stable."""
+
+    def go() -> None:
+        jobs, service = _rollouts(Settings())
+        try:
+            target = rollout_id or (r.id if (r := service.running()) else None)
+            if target is None:
+                raise ConfigError("no rollout is running")
+            _print_rollout(service.abort(target))
+        finally:
+            jobs.close()
 
     _guard(go)
 

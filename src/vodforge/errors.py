@@ -23,9 +23,10 @@ transient ones are retried with backoff.
     ├── StorageError                the object store refused or lost something     (permanent)
     │   └── ObjectNotFound          no object at that key
     ├── JobError                    the job store's rules                          (permanent)
-    │   ├── JobNotFound             no such job / dead letter
+    │   ├── JobNotFound             no such job / dead letter / rollout
     │   ├── InvalidTransition       a state change the state machine forbids
-    │   └── JobExpired              the job ran past its max age
+    │   ├── JobExpired              the job ran past its max age
+    │   └── RolloutConflict         a rollout is already running
     ├── AccessError                 the HTTP API refuses the caller                (permanent)
     │   ├── Unauthenticated         no key, a wrong or revoked key                 (401)
     │   ├── Forbidden               the key lacks the scope; a bad signed URL      (403)
@@ -67,6 +68,7 @@ __all__ = [
     "ObjectNotFound",
     "OutOfDisk",
     "RateLimited",
+    "RolloutConflict",
     "StorageError",
     "StorageUnavailable",
     "ToolchainCrash",
@@ -222,6 +224,10 @@ class RateLimited(AccessError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RolloutConflict(JobError):
+    label = "rollout_conflict"
 
 
 class TransientError(VodforgeError):

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     #: Niceness of long-lane ffmpeg (chunk encodes, packaging) so previews are not starved.
     long_lane_nice: int = Field(default=10, ge=0, le=19)
 
+    # --- toolchains and rollouts (``vodforge toolchain``, ``vodforge rollout``) ------------
+    #: Allowed ffmpeg versions (release ``9.0.2`` or the full version string); empty: any.
+    #: Checked by ``vodforge toolchain verify``. Env: ``VODFORGE_ALLOWED_VERSIONS='["9.0.2"]'``.
+    allowed_versions: list[str] = Field(default_factory=list)
+    #: How often ``serve`` evaluates a running canary rollout.
+    rollout_interval_seconds: float = Field(default=2.0, gt=0)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'vodforge.db').resolve()}"

@@ -105,6 +105,20 @@ def create_app(
         app.state.ingest = ingest or Ingest(api.dispatcher, api.keys)
         for module in (uploads, jobs, dead_letters, events, stats, me, objects):
             app.include_router(module.router)
+        from vodforge.api.auth import require  # noqa: PLC0415
+        from vodforge.api.rollouts import rollout_router  # noqa: PLC0415
+        from vodforge.rollout.registry import Registry  # noqa: PLC0415
+        from vodforge.rollout.service import RolloutService  # noqa: PLC0415
+
+        registry = Registry(api.jobs)
+        app.include_router(
+            rollout_router(
+                RolloutService(api.jobs, registry),
+                registry,
+                read=[require("read")],
+                admin=[require("admin")],
+            )
+        )
 
     # Last: the dashboard's mount at / matches every path, so it must follow all routes.
     if static_dir is not None:

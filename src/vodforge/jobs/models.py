@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Double,
@@ -37,6 +38,9 @@ __all__ = [
     "Fanin",
     "Job",
     "Output",
+    "RegisteredToolchain",
+    "Rollout",
+    "RolloutDecision",
     "Step",
     "UTCDateTime",
     "WebhookDelivery",
@@ -292,3 +296,66 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_deliveries_job_id_job_finished_at", "job_id", "job_finished_at"),
     )
+
+
+class RegisteredToolchain(Base):
+    """A toolchain of the registry (``vodforge.rollout.registry``): one ffmpeg at one path."""
+
+    __tablename__ = "toolchains"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    #: ``imageio-ffmpeg`` (the pinned wheel), ``debian`` (a distribution package) or ``path``.
+    source: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(255))
+    release: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    encoders: Mapped[list[str]]
+    filters: Mapped[list[str]]
+    #: New jobs run on the stable toolchain unless a rollout routes them to its candidate.
+    stable: Mapped[bool] = mapped_column(Boolean, default=False)
+    added_at: Mapped[datetime]
+
+
+class Rollout(Base):
+    """A canary rollout of a candidate toolchain (``vodforge.rollout.service``)."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    candidate: Mapped[str] = mapped_column(String(128))
+    stable: Mapped[str] = mapped_column(String(128))
+    steps: Mapped[list[Any]]
+    step_index: Mapped[int]
+    min_jobs: Mapped[int]
+    max_failure_rate: Mapped[float]
+    max_p95_regression: Mapped[float]
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    #: Jobs created since then count towards the current step's window.
+    step_started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    #: Last evaluation's per-arm counts (``{"candidate": {...}, "stable": {...}}``).
+    counts: Mapped[dict[str, Any]]
+    #: After a rollback: every failed candidate job has been re-run on stable.
+    drained: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_rollouts_state_started_at", "state", "started_at"),)
+
+
+class RolloutDecision(Base):
+    """The decision log of a rollout: start, hold, promote, rollback, abort, with a reason."""
+
+    __tablename__ = "rollout_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    rollout_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("rollouts.id", ondelete="CASCADE")
+    )
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    step_index: Mapped[int]
+    weight_percent: Mapped[float]
+
+    __table_args__ = (Index("ix_rollout_decisions_rollout_id", "rollout_id"),)

@@ -733,6 +733,86 @@ class JobStore:
                 if wall is not None
             ]
 
+    # -- toolchains: refusal and reassignment (vodforge.rollout) ---------------------------
+
+    def release_step(self, job_id: str, step: str, *, worker: str, reason: str) -> bool:
+        """Hand a started step back without spending an attempt: the worker refused it (its
+        toolchain drifted). The attempt is closed as abandoned (labelled ``worker_refused``),
+        the attempt count goes back down and the step is queued again. False if the step is
+        no longer this worker's running attempt (nothing changed)."""
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            row = _step(s, job_id, step, lock=True)
+            mine = [a for a in _running_attempts(s, job_id, step) if a.worker == worker]
+            if StepState(row.state) is not StepState.RUNNING or not mine:
+                return False
+            for attempt in mine:
+                _close_attempt(attempt, AttemptOutcome.ABANDONED, now)
+                attempt.error_label = "worker_refused"
+                attempt.error_message = reason
+            check_step_transition(StepState.RUNNING, StepState.QUEUED, subject=_sub(row))
+            row.state = StepState.QUEUED.value
+            row.attempts = max(0, row.attempts - len(mine))
+            row.enqueued_at = now
+            row.updated_at = now
+            job.updated_at = now
+            return True
+
+    def reassign_toolchain(self, job_id: str, toolchain_id: str) -> JobView:
+        """Re-run a failed or cancelled job from scratch on another toolchain (a rollback).
+
+        Unlike ``requeue``, succeeded steps are not kept: every output of the job is made again
+        by the one toolchain the job now records. Step rows and fan-in counters are dropped (the
+        probe recreates them); the attempt history stays.
+        """
+        now = self._now()
+        with self._tx(write=True) as s:
+            job = _job(s, job_id, lock=True)
+            job_state = JobState(job.state)
+            if job_state not in {JobState.FAILED, JobState.CANCELLED}:
+                raise InvalidTransition(
+                    f"job {job_id}: only a failed or cancelled job can move to another "
+                    f"toolchain, not {job_state}"
+                )
+            check_job_transition(job_state, JobState.QUEUED, subject=f"job {job_id}")
+            for attempt in s.scalars(
+                select(Attempt).where(
+                    Attempt.job_id == job_id, Attempt.outcome == AttemptOutcome.RUNNING.value
+                )
+            ):
+                _close_attempt(attempt, AttemptOutcome.ABANDONED, now)
+            s.execute(delete(Step).where(Step.job_id == job_id), execution_options=_NO_SYNC)
+            s.execute(delete(Fanin).where(Fanin.job_id == job_id), execution_options=_NO_SYNC)
+            job.toolchain_id = toolchain_id
+            job.state = JobState.QUEUED.value
+            job.plan = None
+            job.error_label = None
+            job.error_message = None
+            job.failed_step = None
+            job.finished_at = None
+            job.started_at = None
+            job.progress = 0.0
+            job.requeued_at = now
+            job.updated_at = now
+            s.flush()
+            return _job_view(job)
+
+    def jobs_since(
+        self, since: datetime, *, toolchains: Sequence[str] | None = None
+    ) -> list[JobView]:
+        """Jobs created at or after ``since`` (optionally on these toolchains), oldest first:
+        the window a canary rollout evaluates."""
+        stmt = (
+            select(Job)
+            .where(Job.created_at >= _aware(since, "since"))
+            .order_by(Job.created_at, Job.id)
+        )
+        if toolchains is not None:
+            stmt = stmt.where(Job.toolchain_id.in_(list(toolchains)))
+        with self._tx(write=False) as s:
+            return [_job_view(j) for j in s.scalars(stmt)]
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def now(self) -> datetime:

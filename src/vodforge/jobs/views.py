@@ -265,8 +265,11 @@ class ErrorInfo(_ToDict):
         of ours ("internal") and is retried, since it may be a passing condition."""
         if isinstance(exc, VodforgeError):
             evidence = exc.evidence
+            # The stderr signature (unknown_encoder, moov_missing, …) is more telling than the
+            # error class; metrics, dead letters and rollout decisions all use this label.
+            signature = evidence.labels[0] if evidence is not None and evidence.labels else None
             return cls(
-                label=exc.label,
+                label=signature if signature and signature != "unclassified" else exc.label,
                 message=exc.one_line(),
                 permanent=exc.permanent,
                 worker=worker,

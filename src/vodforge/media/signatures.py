@@ -17,6 +17,7 @@ from vodforge.errors import (
     FfmpegKilled,
     FfmpegStalled,
     FfmpegTimeout,
+    InputError,
     NoVideoStream,
     OutOfDisk,
     ToolchainCrash,
@@ -55,7 +56,7 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
     _sig(
         "option_not_found",
-        r"Unrecognized option|Option not found|Error parsing options|Unknown option",
+        r"Unrecognized option|Option (?:\S+ )?not found|Error parsing options|Unknown option",
         ToolchainCrash,
         "the toolchain rejects an option vodforge passes",
     ),
@@ -97,6 +98,17 @@ SIGNATURES: tuple[Signature, ...] = (
         "the toolchain rejected an argument",
     ),
 )
+
+#: Labels that blame the source, not the toolchain: a canary is not judged by them.
+INPUT_LABELS: frozenset[str] = frozenset(
+    sig.label for sig in SIGNATURES if issubclass(sig.error, InputError)
+)
+
+
+def blames_input(label: str | None) -> bool:
+    """Whether an error label (a signature's or an error class's) is the source's fault."""
+    return label is not None and (label in INPUT_LABELS or label.startswith("input"))
+
 
 #: Signals that mean the binary itself crashed (an ABI break, a miscompiled build).
 CRASH_SIGNALS = frozenset(

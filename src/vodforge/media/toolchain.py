@@ -130,11 +130,19 @@ class Toolchain:
     filters: frozenset[str] = field(repr=False)
     stamp: FileStamp = field(repr=False, compare=False)
     source: str = "imageio-ffmpeg"
+    #: The registry's id for this binary at this path, when it differs from ``build_id`` (the
+    #: same build registered at a second path; see ``vodforge.rollout.registry``).
+    alias: str | None = field(default=None, compare=False)
+
+    @property
+    def build_id(self) -> str:
+        """The build: release and the first 12 hex digits of the binary's sha256."""
+        return f"ffmpeg-{self.release}-{self.sha256[:12]}"
 
     @property
     def id(self) -> str:
-        """Stable identifier: release and the first 12 hex digits of the binary's sha256."""
-        return f"ffmpeg-{self.release}-{self.sha256[:12]}"
+        """Stable identifier: the registry's alias, else the build id."""
+        return self.alias or self.build_id
 
     def missing(self) -> tuple[list[str], list[str]]:
         return (

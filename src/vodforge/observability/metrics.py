@@ -16,6 +16,8 @@ job store and the broker at scrape time by ``StateCollector`` instead of being p
 | vodforge_dispatch_latency_seconds | histogram | — (event received → first step started) |
 | vodforge_events_total | counter | outcome (created, duplicate, no_trigger, rejected) |
 | vodforge_toolchain_refusals_total | counter | reason (drift, …) |
+| vodforge_toolchain_healthy | gauge | toolchain (1: this worker's binary matches the registry) |
+| vodforge_rollout_decisions_total | counter | action (promote, hold, rollback, abort), label |
 | vodforge_jobs | gauge | state (live from the job store) |
 | vodforge_queue_depth | gauge | lane (live from the broker) |
 """
@@ -29,6 +31,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -80,6 +83,17 @@ TOOLCHAIN_REFUSALS = Counter(
     "vodforge_toolchain_refusals_total",
     "Steps a worker refused because its toolchain no longer matches the pin",
     ["reason"],
+)
+TOOLCHAIN_HEALTHY = Gauge(
+    "vodforge_toolchain_healthy",
+    "1 while the worker's binary of this toolchain matches the registry, 0 once it drifted",
+    ["toolchain"],
+    multiprocess_mode="min",
+)
+ROLLOUT_DECISIONS = Counter(
+    "vodforge_rollout_decisions_total",
+    "Canary rollout decisions by action and the error label that drove them (or none)",
+    ["action", "label"],
 )
 
 

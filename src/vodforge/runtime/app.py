@@ -14,10 +14,13 @@ from vodforge.jobs import JobStore
 from vodforge.media.runner import Deadline, FfmpegRunner, SubprocessRunner
 from vodforge.media.toolchain import Toolchain, load_toolchain
 from vodforge.pipeline.steps import StepContext
+from vodforge.rollout.registry import Registry
+from vodforge.rollout.service import RolloutService
 from vodforge.runtime.actors import Lanes, bind_lanes
 from vodforge.runtime.broker import make_broker
 from vodforge.runtime.dispatch import Dispatcher
 from vodforge.runtime.executor import StepExecutor, default_backoff
+from vodforge.runtime.toolchains import ToolchainPool
 from vodforge.settings import Settings
 from vodforge.storage import ObjectStore, open_store
 
@@ -32,6 +35,8 @@ class Runtime:
     dispatcher: Dispatcher
     toolchain: Toolchain | None
     executor: StepExecutor | None = None
+    #: The toolchain registry (None when a test injected a fake runner).
+    registry: Registry | None = None
 
     def close(self) -> None:
         self.broker.close()
@@ -63,6 +68,13 @@ def build_runtime(
     store = store or open_object_store(settings)
     if toolchain is None and (worker or runner is None):
         toolchain = load_toolchain(settings.ffmpeg)
+    registry: Registry | None = None
+    stable_id: str | None = None
+    if runner is None and toolchain is not None:
+        # The configured binary is the first stable toolchain; once a rollout promoted another
+        # one, the registry's stable is what new jobs run on.
+        registry = Registry(jobs)
+        stable_id = registry.ensure_stable(toolchain).id
     broker = make_broker(broker_url, heartbeat_timeout_ms=settings.broker_heartbeat_timeout_ms)
     executor: StepExecutor | None = None
     # The runtime's own broker only sends; worker processes bind consumers on brokers of their
@@ -71,7 +83,7 @@ def build_runtime(
         broker,
         None,
     )
-    toolchain_id = (
+    toolchain_id = stable_id or (
         runner.toolchain_id if runner is not None else (toolchain.id if toolchain else "")
     )
     dispatcher = Dispatcher(
@@ -82,36 +94,51 @@ def build_runtime(
         max_age_seconds=settings.job_max_age_seconds,
         plan_workers=settings.resolved_long_concurrency() * max(1, settings.worker_processes),
         key_of=store.relative_key,
+        router=RolloutService(jobs, registry).route if registry is not None else None,
     )
     if worker:
-        if runner is None:
-            assert toolchain is not None
-            runner = SubprocessRunner(
-                toolchain,
-                deadline=Deadline(settings.timeout_base_seconds, settings.timeout_per_media_second),
-                stall_seconds=settings.stall_seconds,
-                die_with_parent=True,
-                nice=dict.fromkeys(("encode", "package"), settings.long_lane_nice),
+        object_store = store
+
+        def make_context(tc: Toolchain | None, fake: FfmpegRunner | None = None) -> StepContext:
+            assert tc is not None or fake is not None
+            return StepContext(
+                store=object_store,
+                runner=fake
+                or SubprocessRunner(
+                    tc,  # type: ignore[arg-type]
+                    deadline=Deadline(
+                        settings.timeout_base_seconds, settings.timeout_per_media_second
+                    ),
+                    stall_seconds=settings.stall_seconds,
+                    die_with_parent=True,
+                    nice=dict.fromkeys(("encode", "package"), settings.long_lane_nice),
+                ),
+                scratch=Path(settings.data_dir) / "scratch",
+                toolchain_fingerprint=tc.fingerprint() if tc else {"id": toolchain_id},
+                host=socket.gethostname(),
+                encode_threads=1,
+                verify_workers=1,
             )
-        ctx = StepContext(
-            store=store,
-            runner=runner,
-            scratch=Path(settings.data_dir) / "scratch",
-            toolchain_fingerprint=toolchain.fingerprint() if toolchain else {"id": toolchain_id},
-            host=socket.gethostname(),
-            encode_threads=1,
-            verify_workers=1,
-        )
+
+        ctx = make_context(toolchain, runner)
+        pool = None
+        if registry is not None and toolchain is not None:
+            pool = ToolchainPool(registry, make_context)
+            # This host's configured binary serves the registry entry of its build (the same
+            # sha256, wherever it is installed here).
+            pool.adopt(toolchain, ctx)
+            pool.preload()
         executor = StepExecutor(
             jobs=jobs,
             ctx=ctx,
             sender=lanes,
             toolchain=toolchain,
             max_attempts=settings.max_attempts,
+            pool=pool,
             backoff=functools.partial(
                 default_backoff,
                 min_ms=settings.retry_min_backoff_ms,
                 max_ms=settings.retry_max_backoff_ms,
             ),
         )
-    return Runtime(settings, jobs, store, broker, lanes, dispatcher, toolchain, executor)
+    return Runtime(settings, jobs, store, broker, lanes, dispatcher, toolchain, executor, registry)

@@ -42,6 +42,9 @@ class Dispatcher:
     #: Bucket key → the store's key (an S3Store with a prefix reports ``prefix/key`` in its
     #: events); None: the object is outside this store. Triggers match the store's key.
     key_of: Callable[[str], str | None] = lambda key: key
+    #: (bucket, key, etag, preset) → the toolchain of a new job: a canary rollout's weighted
+    #: choice (``RolloutService.route``). None, or a None answer: ``toolchain_id``.
+    router: Callable[[str, str, str, str], str | None] | None = None
 
     def handle(
         self,
@@ -64,7 +67,9 @@ class Dispatcher:
                 self._record(event, None, "no_trigger", "no trigger matches this key")
                 return Dispatched("no_trigger", None)
             preset = trigger.preset
-        job_id = job_id_for(event.bucket, key, event.etag, preset, self.toolchain_id)
+        routed = self.router(event.bucket, key, event.etag, preset) if self.router else None
+        toolchain_id = routed or self.toolchain_id
+        job_id = job_id_for(event.bucket, key, event.etag, preset, toolchain_id)
         job, created = self.jobs.create_job(
             JobSpec(
                 job_id=job_id,
@@ -73,7 +78,7 @@ class Dispatcher:
                 etag=event.etag,
                 size=event.size,
                 preset=preset,
-                toolchain_id=self.toolchain_id,
+                toolchain_id=toolchain_id,
                 max_age_seconds=self.max_age_seconds,
                 owner=owner,
                 webhook_url=webhook_url,

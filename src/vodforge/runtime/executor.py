@@ -5,8 +5,12 @@
 1. ``start_step`` in the job store: skips a step that already succeeded or whose job ended
    (duplicate delivery, cancel); counts the attempt, including deliveries a crashed worker never
    finished — so an input that kills its worker every time still ends in the dead-letter queue.
-2. refuses work if this worker's ffmpeg drifted from its fingerprint (transient: another worker
-   takes it) — the binary is never trusted blindly.
+2. picks the job's own toolchain (``ToolchainPool``: every registered ffmpeg, each with its own
+   runner) and refuses the step if this worker's binary of it drifted from its fingerprint —
+   the binary is never trusted blindly. A refused step is handed back without spending an
+   attempt (``JobStore.release_step``) and re-sent after ``REFUSAL_DELAY_MS``, so a healthy
+   worker takes it; a worker whose binary drifted keeps refusing (metric + log every time)
+   until it is fixed, and a job no healthy worker takes ends at its max age.
 3. runs the step function with heartbeats; on success records it and sends the successors (the
    last finisher of the media fan-in, as decided by the job store's atomic counter, sends
    ``package``).
@@ -25,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dramatiq.common import compute_backoff
 
@@ -33,7 +37,6 @@ from vodforge.errors import (
     FfmpegKilled,
     ToolchainDrift,
     VodforgeError,
-    WorkerRefused,
 )
 from vodforge.jobs import (
     ErrorInfo,
@@ -51,9 +54,14 @@ from vodforge.observability.logging import bind_step, get_logger
 from vodforge.pipeline import dag, steps
 from vodforge.pipeline.dag import Lane
 
+if TYPE_CHECKING:
+    from vodforge.runtime.toolchains import ToolchainPool
+
 log = get_logger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
+#: A step refused by this worker (drifted toolchain) comes back after this long.
+REFUSAL_DELAY_MS = 200
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,8 @@ class StepExecutor:
     max_attempts: int = 3
     worker: str = field(default_factory=worker_id)
     backoff: Callable[[int], int] = default_backoff
+    #: Every registered toolchain (None: only ``ctx``/``toolchain``, as in tests with a fake).
+    pool: ToolchainPool | None = None
 
     # -----------------------------------------------------------------------------------------
 
@@ -134,8 +144,18 @@ class StepExecutor:
                     return
                 t0 = time.monotonic()
                 try:
-                    self._refuse_if_drifted()
-                    records = self._run(ref, step, started.job)
+                    ctx = self._context_for(started.job.toolchain_id)
+                except ToolchainDrift as exc:
+                    self._hand_back(message, exc)
+                    return
+                except VodforgeError as exc:
+                    self._failed(message, exc, attempt, kind, t0)
+                    return
+                try:
+                    records = self._run(ref, step, ctx, started.job)
+                except ToolchainDrift as exc:  # the binary changed under a running step
+                    self._hand_back(message, exc)
+                    return
                 except VodforgeError as exc:
                     self._failed(message, exc, attempt, kind, t0)
                     return
@@ -156,15 +176,26 @@ class StepExecutor:
 
     # -----------------------------------------------------------------------------------------
 
-    def _refuse_if_drifted(self) -> None:
-        if self.toolchain is None:
-            return
-        try:
-            self.toolchain.verify_unchanged()
-        except ToolchainDrift as exc:
-            metrics.TOOLCHAIN_REFUSALS.labels("drift").inc()
-            log.warning("refusing work: toolchain drifted", reason=exc.one_line())
-            raise WorkerRefused(f"worker {self.worker} refused the step: {exc.one_line()}") from exc
+    def _context_for(self, toolchain_id: str) -> steps.StepContext:
+        """The job's toolchain's context; ``ToolchainDrift`` if this worker's binary of it
+        changed (refuse), ``ToolchainNotFound`` if it is not registered (fail the job)."""
+        if self.pool is not None:
+            return self.pool.context_for(toolchain_id)[1]
+        if self.toolchain is not None:
+            try:
+                self.toolchain.verify_unchanged()
+            except ToolchainDrift:
+                metrics.TOOLCHAIN_REFUSALS.labels("drift").inc()
+                raise
+        return self.ctx
+
+    def _hand_back(self, message: StepMessage, exc: ToolchainDrift) -> None:
+        """Refuse the step without spending an attempt: release it and send it again."""
+        ref, step = message.ref, message.step
+        reason = f"worker {self.worker} refused the step: {exc.one_line()}"
+        log.warning("refusing work: toolchain drifted", reason=exc.one_line())
+        if self.jobs.release_step(ref.job_id, step, worker=self.worker, reason=reason):
+            self.sender.send(dag.lane_of(step), message, delay_ms=REFUSAL_DELAY_MS)
 
     def _heartbeat(
         self, ref: steps.JobRef, step: str
@@ -190,24 +221,26 @@ class StepExecutor:
 
         return sink, stop
 
-    def _run(self, ref: steps.JobRef, step: str, job: JobView) -> list[CallRecord]:
+    def _run(
+        self, ref: steps.JobRef, step: str, ctx: steps.StepContext, job: JobView
+    ) -> list[CallRecord]:
         sink, stop = self._heartbeat(ref, step)
         t0 = time.monotonic()
         try:
             if step == dag.PROBE:
                 return self._probe(ref, t0)
             if step == dag.VERIFY:
-                return self._verify(ref, t0, job)
+                return self._verify(ref, t0, ctx, job)
             if step == dag.TRANSCODE:
-                return self._transcode(ref, t0, job, sink)
+                return self._transcode(ref, t0, sink, ctx, job)
             if step.startswith(dag.ENCODE_PREFIX):
-                result = steps.run_encode(self.ctx, ref, dag.chunk_index(step), sink)
+                result = steps.run_encode(ctx, ref, dag.chunk_index(step), sink)
             elif step == dag.AUDIO:
-                result = steps.run_audio(self.ctx, ref, sink)
+                result = steps.run_audio(ctx, ref, sink)
             elif step == dag.PREVIEWS:
-                result = steps.run_previews(self.ctx, ref, sink)
+                result = steps.run_previews(ctx, ref, sink)
             elif step == dag.PACKAGE:
-                result = steps.run_package(self.ctx, ref, sink)
+                result = steps.run_package(ctx, ref, sink)
             else:
                 raise VodforgeError(f"unknown step {step!r}")
         finally:
@@ -273,16 +306,23 @@ class StepExecutor:
         )
         return []
 
-    def _verify(self, ref: steps.JobRef, t0: float, job: JobView) -> list[CallRecord]:
-        published = steps.run_verify(self.ctx, ref, source_etag=job.etag, bucket=job.bucket)
+    def _verify(
+        self, ref: steps.JobRef, t0: float, ctx: steps.StepContext, job: JobView
+    ) -> list[CallRecord]:
+        published = steps.run_verify(ctx, ref, source_etag=job.etag, bucket=job.bucket)
         self._complete(ref, dag.VERIFY, t0, published)
         return []
 
     def _transcode(
-        self, ref: steps.JobRef, t0: float, job: JobView, sink: steps.ProgressSink
+        self,
+        ref: steps.JobRef,
+        t0: float,
+        sink: steps.ProgressSink,
+        ctx: steps.StepContext,
+        job: JobView,
     ) -> list[CallRecord]:
         published = steps.run_transcode(
-            self.ctx, ref, source_etag=job.etag, bucket=job.bucket, progress=sink
+            ctx, ref, source_etag=job.etag, bucket=job.bucket, progress=sink
         )
         self._complete(ref, dag.TRANSCODE, t0, published)
         return published.records

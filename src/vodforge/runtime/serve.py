@@ -169,7 +169,22 @@ def serve(
             watch_dir, runtime.store, settle_seconds=settings.watch_settle_seconds
         )
         reaper = Reaper(runtime.jobs, dispatcher, timedelta(seconds=settings.stale_step_seconds))
-        threads = [
+        if runtime.registry is not None:
+            from vodforge.rollout.service import RolloutService  # noqa: PLC0415
+            from vodforge.runtime.rollouts import RolloutController  # noqa: PLC0415
+
+            controller = RolloutController(
+                RolloutService(runtime.jobs, runtime.registry), runtime.jobs, dispatcher
+            )
+            threads.append(
+                threading.Thread(
+                    target=controller.run,
+                    args=(stop, settings.rollout_interval_seconds),
+                    daemon=True,
+                    name="rollouts",
+                )
+            )
+        threads += [
             *_cloud_sources(settings, runtime.store, dispatcher, stop, data),
             threading.Thread(
                 target=watcher.run,

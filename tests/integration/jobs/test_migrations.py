@@ -25,7 +25,10 @@ TABLES = {
     "fanins",
     "jobs",
     "outputs",
+    "rollout_decisions",
+    "rollouts",
     "steps",
+    "toolchains",
     "webhook_deliveries",
 }
 

@@ -57,12 +57,16 @@ class Harness:
         steps = [(s.name, str(s.state), s.attempts) for s in self.runtime.jobs.steps(job_id)]
         raise AssertionError(f"job {job_id} still {job.state} after {timeout} s: {steps}")
 
-    def start_worker(self, runner: FfmpegRunner | None = None) -> None:
+    def start_worker(
+        self, runner: FfmpegRunner | None = None, *, settings: Settings | None = None
+    ) -> threading.Event:
+        """``settings``: this worker's own (another ``ffmpeg`` path: another host's binary).
+        Returns the event that stops it."""
         stop = threading.Event()
         thread = threading.Thread(
             target=run_worker,
             kwargs={
-                "settings": self.settings,
+                "settings": settings or self.settings,
                 "broker_url": self.broker_url,
                 "stop": stop,
                 "grace_seconds": 10.0,
@@ -72,6 +76,7 @@ class Harness:
         )
         thread.start()
         self.workers.append((thread, stop))
+        return stop
 
     def stop_workers(self) -> None:
         for _, stop in self.workers:

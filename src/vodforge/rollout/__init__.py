@@ -1,0 +1,1 @@
+"""Toolchain registry, conformance certification, canary routing, promote/rollback."""

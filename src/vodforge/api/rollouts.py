@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from vodforge.api import schemas
 from vodforge.errors import ConfigError, JobNotFound, RolloutConflict, ToolchainNotFound
 from vodforge.rollout.canary import Policy, parse_fraction
 from vodforge.rollout.registry import Registry
@@ -29,6 +30,12 @@ class RolloutRequest(BaseModel):
     max_p95_regression: float | str = 0.2
 
 
+#: Every route here may answer these (auth, scope, rate limit, unknown rollout, conflict, body).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.ErrorResponse} for code in (401, 403, 404, 409, 422, 429)
+}
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
@@ -40,7 +47,7 @@ def rollout_router(
     read: Sequence[Callable[..., Any]] = (),
     admin: Sequence[Callable[..., Any]] = (),
 ) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", tags=["rollouts"], responses=_ERRORS)
     read_deps = [Depends(d) for d in read]
     admin_deps = [Depends(d) for d in admin]
 

@@ -120,7 +120,7 @@ def test_upload_watch_done_and_play_the_ladder(served: Served, sample: SampleFac
     def on_console(msg: ConsoleMessage) -> None:
         url = str(msg.location.get("url", ""))
         expected = ("401" in msg.text and url.endswith("/v1/me")) or (  # the wrong key
-            "404" in msg.text and url.endswith("/v1/rollouts")  # until the rollout routes land
+            "404" in msg.text and url.endswith("/v1/rollouts")  # a server without rollout routes
         )
         if msg.type == "error" and not expected:
             problems.append(f"console: {msg.text} ({url})")
@@ -330,3 +330,63 @@ def test_rollouts_page_renders_the_contract_shape(served: Served) -> None:
             page.screenshot(path=str(OUTPUT / "rollouts-running.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_rollouts_page_shows_a_real_rollout(served: Served, tmp_path: Path) -> None:
+    """A canary started through the real ``POST /v1/rollouts`` (a copy of the pinned build
+    registered with ``vodforge toolchain add``) appears on the page with its step, weight and
+    decision log; aborted through the API afterwards, the page shows that decision too."""
+    import shutil
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from vodforge.media.toolchain import default_ffmpeg_path
+
+    candidate_path = tmp_path / "ffmpeg-candidate"
+    shutil.copy2(default_ffmpeg_path(), candidate_path)
+    added = subprocess.run(
+        [*VODFORGE, "toolchain", "add", str(candidate_path)],
+        env=served.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    candidate = added.stdout.split()[0]
+    key = create_key(served, "web-real-rollout")
+    auth = {"Authorization": f"Bearer {key}"}
+    started = httpx.post(
+        served.url + "v1/rollouts",
+        json={"candidate": candidate, "steps": [1, 10, 50, 100], "min_jobs": 50},
+        headers=auth,
+        timeout=30,
+    )
+    assert started.status_code == 201, started.text
+    rollout_id = started.json()["id"]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(20_000)
+                page.goto(served.url + "#/rollouts")
+                page.fill("#key-input", key)
+                page.click("#key-save")
+                card = page.wait_for_selector(f'#rollouts-page [data-rollout-id="{rollout_id}"]')
+                assert card is not None
+                assert candidate in (card.text_content() or "")
+                assert page.locator("#rollouts-page .steps li.current").text_content() == "1%"
+                assert page.locator("#rollouts-page .decisions .action").first.text_content() == (
+                    "start"
+                )
+                page.screenshot(path=str(OUTPUT / "rollouts-real.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        aborted = httpx.post(
+            f"{served.url}v1/rollouts/{rollout_id}/abort", headers=auth, timeout=30
+        )
+        assert aborted.status_code == 200, aborted.text
+        assert aborted.json()["state"] == "aborted"

@@ -53,6 +53,7 @@ from vodforge.errors import ConfigError, InvalidTransition, JobError, JobNotFoun
 from vodforge.jobs.models import Attempt, DeadLetter, Event, Fanin, Job, Output, Step
 from vodforge.jobs.states import (
     ACTIVE_STEP_STATES,
+    JOB_TRANSITIONS,
     RESETTABLE_STEP_STATES,
     TERMINAL_JOB_STATES,
     AttemptOutcome,
@@ -91,6 +92,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_KEY = 0x76666A6F6273
 _WRITE_OPTION = "vodforge_write"
 _TERMINAL = [s.value for s in TERMINAL_JOB_STATES]
+_CAN_SUCCEED = [a.value for a, targets in JOB_TRANSITIONS.items() if JobState.SUCCEEDED in targets]
 _FAILABLE_STEP_STATES = ACTIVE_STEP_STATES | {StepState.FAILED}
 
 
@@ -168,27 +170,52 @@ class JobStore:
 
     def record_event(self, ev: EventRecord) -> int:
         """Log a storage event and what the runtime did with it; returns the event id."""
-        if ev.outcome not in EVENT_OUTCOMES:
-            raise JobError(
-                f"unknown event outcome {ev.outcome!r} (one of {sorted(EVENT_OUTCOMES)})"
-            )
-        row = Event(
-            received_at=self._now(),
-            event_time=ev.event_time,
-            bucket=ev.bucket,
-            key=ev.key,
-            etag=ev.etag,
-            size=ev.size,
-            event_name=ev.event_name,
-            record=ev.record,
-            job_id=ev.job_id,
-            outcome=ev.outcome,
-            detail=ev.detail,
-        )
         with self._tx(write=True) as s:
-            s.add(row)
-            s.flush()
-            return row.id
+            return _record_event(s, ev, self._now())
+
+    def admit(
+        self, spec: JobSpec, event: EventRecord, first_step: tuple[str, str]
+    ) -> tuple[JobView, bool]:
+        """An event that starts a job, in one transaction: create the job with its first step
+        already queued (``(name, lane)``) and record the event as ``created`` — or, for a job
+        that exists, record it as ``duplicate`` and return that job with ``False``."""
+        now = self._now()
+        try:
+            with self._tx(write=True) as s:
+                existing = s.get(Job, spec.job_id)
+                if existing is not None:
+                    _record_event(
+                        s, dataclasses.replace(event, job_id=existing.id, outcome="duplicate"), now
+                    )
+                    return _job_view(existing), False
+                job = _new_job(spec, now)
+                s.add(job)
+                s.flush()
+                name, lane = first_step
+                s.execute(
+                    insert(Step),
+                    [
+                        {
+                            "job_id": spec.job_id,
+                            "name": name,
+                            "lane": lane,
+                            "state": StepState.QUEUED.value,
+                            "attempts": 0,
+                            "enqueued_at": now,
+                            "updated_at": now,
+                            "progress": 0.0,
+                        }
+                    ],
+                )
+                _record_event(
+                    s, dataclasses.replace(event, job_id=spec.job_id, outcome="created"), now
+                )
+                return _job_view(job), True
+        except IntegrityError:
+            # A concurrent duplicate inserted the same id between our check and our insert.
+            job_view = self.get_job(spec.job_id)
+            self.record_event(dataclasses.replace(event, job_id=job_view.id, outcome="duplicate"))
+            return job_view, False
 
     def create_job(self, spec: JobSpec) -> tuple[JobView, bool]:
         """Create the job, or return the existing one with ``False`` (duplicate event)."""
@@ -198,30 +225,7 @@ class JobStore:
                 existing = s.get(Job, spec.job_id)
                 if existing is not None:
                     return _job_view(existing), False
-                job = Job(
-                    id=spec.job_id,
-                    bucket=spec.bucket,
-                    key=spec.key,
-                    etag=spec.etag,
-                    size=spec.size,
-                    preset=spec.preset,
-                    toolchain_id=spec.toolchain_id,
-                    owner=spec.owner,
-                    state=JobState.QUEUED.value,
-                    created_at=now,
-                    updated_at=now,
-                    started_at=None,
-                    finished_at=None,
-                    max_age_seconds=float(spec.max_age_seconds),
-                    plan=None,
-                    error_label=None,
-                    error_message=None,
-                    failed_step=None,
-                    manifest_key=None,
-                    cpu_seconds=0.0,
-                    progress=0.0,
-                    webhook_url=spec.webhook_url,
-                )
+                job = _new_job(spec, now)
                 s.add(job)
                 s.flush()
                 return _job_view(job), True
@@ -442,9 +446,7 @@ class JobStore:
             queued = tuple(_queue_pending(s, job_id, successors, now))
             job = None
             if publish is not None:
-                job = _job_view(
-                    _complete_job(s, job_id, publish.outputs, publish.manifest_key, now)
-                )
+                job = _complete_job(s, job_id, publish.outputs, publish.manifest_key, now)
             return dataclasses.replace(finish, queued=queued, job=job)
 
     def fail_attempt(self, job_id: str, step: str, *, error: ErrorInfo, will_retry: bool) -> None:
@@ -551,7 +553,7 @@ class JobStore:
         """Published: the job succeeded with these outputs (replacing any recorded before).
         Repeating it with the same manifest key returns the job unchanged."""
         with self._tx(write=True) as s:
-            return _job_view(_complete_job(s, job_id, outputs, manifest_key, self._now()))
+            return _complete_job(s, job_id, outputs, manifest_key, self._now())
 
     def cancel_job(self, job_id: str) -> JobView:
         """Stop the job: workers get None from ``start_step``. Cancelling twice is a no-op."""
@@ -898,20 +900,29 @@ def _finish_step(
             check_step_transition(
                 StepState(current), StepState.SUCCEEDED, subject=f"step {job_id}/{step}"
             )
-    attempt = s.scalars(
-        select(Attempt)
+    # This worker's latest attempt of the step, if still open: even a redundant run finished,
+    # and its attempt says so (one UPDATE, no load).
+    latest = (
+        select(Attempt.id)
         .where(Attempt.job_id == job_id, Attempt.step == step, Attempt.worker == worker)
         .order_by(Attempt.number.desc())
         .limit(1)
-    ).first()
-    if attempt is not None and attempt.outcome in {
-        AttemptOutcome.RUNNING,
-        AttemptOutcome.ABANDONED,
-    }:
-        # Even a redundant run finished: its attempt says so.
-        _close_attempt(attempt, AttemptOutcome.SUCCEEDED, now)
-        attempt.wall_seconds = wall_seconds
-        attempt.cpu_seconds = cpu_seconds
+        .scalar_subquery()
+    )
+    s.execute(
+        update(Attempt)
+        .where(
+            Attempt.id == latest,
+            Attempt.outcome.in_([AttemptOutcome.RUNNING.value, AttemptOutcome.ABANDONED.value]),
+        )
+        .values(
+            outcome=AttemptOutcome.SUCCEEDED.value,
+            finished_at=now,
+            wall_seconds=wall_seconds,
+            cpu_seconds=cpu_seconds,
+        ),
+        execution_options=_NO_SYNC,
+    )
     if not newly:
         return StepFinish(newly_finished=False, group_complete=False)
     total, done = s.execute(
@@ -936,6 +947,54 @@ def _finish_step(
     return StepFinish(newly_finished=True, group_complete=complete)
 
 
+def _record_event(s: Session, ev: EventRecord, now: datetime) -> int:
+    if ev.outcome not in EVENT_OUTCOMES:
+        raise JobError(f"unknown event outcome {ev.outcome!r} (one of {sorted(EVENT_OUTCOMES)})")
+    row = Event(
+        received_at=now,
+        event_time=ev.event_time,
+        bucket=ev.bucket,
+        key=ev.key,
+        etag=ev.etag,
+        size=ev.size,
+        event_name=ev.event_name,
+        record=ev.record,
+        job_id=ev.job_id,
+        outcome=ev.outcome,
+        detail=ev.detail,
+    )
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def _new_job(spec: JobSpec, now: datetime) -> Job:
+    return Job(
+        id=spec.job_id,
+        bucket=spec.bucket,
+        key=spec.key,
+        etag=spec.etag,
+        size=spec.size,
+        preset=spec.preset,
+        toolchain_id=spec.toolchain_id,
+        owner=spec.owner,
+        state=JobState.QUEUED.value,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        max_age_seconds=float(spec.max_age_seconds),
+        plan=None,
+        error_label=None,
+        error_message=None,
+        failed_step=None,
+        manifest_key=None,
+        cpu_seconds=0.0,
+        progress=0.0,
+        webhook_url=spec.webhook_url,
+    )
+
+
 def _add_steps(
     s: Session,
     job_id: str,
@@ -943,35 +1002,34 @@ def _add_steps(
     plan: dict[str, Any] | None,
     now: datetime,
 ) -> None:
-    job = _job(s, job_id, lock=True)
+    # The job's row first (its lock, on PostgreSQL, before any step's).
+    values: dict[str, Any] = {"updated_at": now}
+    if plan is not None:
+        values["plan"] = plan
+    touched = _rowcount(
+        s.execute(update(Job).where(Job.id == job_id).values(**values), execution_options=_NO_SYNC)
+    )
+    if touched == 0:
+        raise JobNotFound(f"no job {job_id}")
     known = set(s.scalars(select(Step.name).where(Step.job_id == job_id)))
+    rows = []
     for name, lane in steps:
         if name in known:
             continue
         known.add(name)
-        s.add(
-            Step(
-                job_id=job_id,
-                name=name,
-                lane=lane,
-                state=StepState.PENDING.value,
-                attempts=0,
-                enqueued_at=None,
-                started_at=None,
-                finished_at=None,
-                updated_at=now,
-                wall_seconds=None,
-                cpu_seconds=None,
-                worker=None,
-                progress=0.0,
-                error_label=None,
-                error_message=None,
-                outputs=None,
-            )
+        rows.append(
+            {
+                "job_id": job_id,
+                "name": name,
+                "lane": lane,
+                "state": StepState.PENDING.value,
+                "attempts": 0,
+                "updated_at": now,
+                "progress": 0.0,
+            }
         )
-    if plan is not None:
-        job.plan = plan
-    job.updated_at = now
+    if rows:
+        s.execute(insert(Step), rows)
 
 
 def _set_fanin(s: Session, job_id: str, group: str, total: int) -> None:
@@ -1009,17 +1067,29 @@ def _queue_pending(s: Session, job_id: str, names: Sequence[str], now: datetime)
 
 def _complete_job(
     s: Session, job_id: str, outputs: Sequence[OutputRecord], manifest_key: str, now: datetime
-) -> Job:
-    job = _job(s, job_id, lock=True)
-    job_state = JobState(job.state)
-    if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
-        return job
-    check_job_transition(job_state, JobState.SUCCEEDED, subject=f"job {job_id}")
-    job.state = JobState.SUCCEEDED.value
-    job.finished_at = now
-    job.updated_at = now
-    job.progress = 1.0
-    job.manifest_key = manifest_key
+) -> JobView:
+    # One UPDATE when the transition is allowed (the usual case); else read and explain.
+    allowed = _CAN_SUCCEED
+    row = s.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.in_(allowed))
+        .values(
+            state=JobState.SUCCEEDED.value,
+            finished_at=now,
+            updated_at=now,
+            progress=1.0,
+            manifest_key=manifest_key,
+        )
+        .returning(*Job.__table__.columns),
+        execution_options=_NO_SYNC,
+    ).first()
+    if row is None:
+        job = _job(s, job_id, lock=True)
+        job_state = JobState(job.state)
+        if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
+            return _job_view(job)
+        check_job_transition(job_state, JobState.SUCCEEDED, subject=f"job {job_id}")
+        raise JobError(f"job {job_id} could not be completed from state {job_state}")
     s.execute(delete(Output).where(Output.job_id == job_id), execution_options=_NO_SYNC)
     by_key = {o.key: o for o in outputs}  # last one wins, as in the object store
     if by_key:
@@ -1030,8 +1100,7 @@ def _complete_job(
                 for o in by_key.values()
             ],
         )
-    s.flush()
-    return job
+    return _job_view_of_row(row._mapping)
 
 
 def _engine_url(url: str) -> URL:
@@ -1195,6 +1264,35 @@ def _count_fanin(s: Session, job_id: str, group: str) -> bool:
     if fanin is None:
         raise JobNotFound(f"job {job_id} has no fan-in group {group}")
     raise JobError(f"fan-in {group} of job {job_id} is already complete ({fanin.total} steps)")
+
+
+def _job_view_of_row(r: Any) -> JobView:
+    """A view of a ``jobs`` row read with Core (``RETURNING``): column names are attributes."""
+    return JobView(
+        id=r["id"],
+        bucket=r["bucket"],
+        key=r["key"],
+        etag=r["etag"],
+        size=r["size"],
+        preset=r["preset"],
+        toolchain_id=r["toolchain_id"],
+        owner=r["owner"],
+        state=JobState(r["state"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+        requeued_at=r["requeued_at"],
+        max_age_seconds=r["max_age_seconds"],
+        plan=r["plan"],
+        error_label=r["error_label"],
+        error_message=r["error_message"],
+        failed_step=r["failed_step"],
+        manifest_key=r["manifest_key"],
+        cpu_seconds=r["cpu_seconds"],
+        progress=r["progress"],
+        webhook_url=r["webhook_url"],
+    )
 
 
 def _job_view(j: Job) -> JobView:

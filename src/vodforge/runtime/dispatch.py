@@ -70,7 +70,8 @@ class Dispatcher:
         routed = self.router(event.bucket, key, event.etag, preset) if self.router else None
         toolchain_id = routed or self.toolchain_id
         job_id = job_id_for(event.bucket, key, event.etag, preset, toolchain_id)
-        job, created = self.jobs.create_job(
+        spec = dag.probe_spec()
+        job, created = self.jobs.admit(
             JobSpec(
                 job_id=job_id,
                 bucket=event.bucket,
@@ -82,12 +83,16 @@ class Dispatcher:
                 max_age_seconds=self.max_age_seconds,
                 owner=owner,
                 webhook_url=webhook_url,
-            )
+            ),
+            self._event_record(event, None, "created", None),
+            (spec.name, spec.lane.value),
         )
         outcome = "created" if created else "duplicate"
-        self._record(event, job.id, outcome, None)
+        metrics.EVENTS.labels(outcome).inc()
         if created:
-            self.start(self.ref_for(job.id, key, preset), received=received)
+            # The probe step is already queued (same transaction as the job): send it.
+            ref = self.ref_for(job.id, key, preset)
+            self.sender.send(spec.lane, StepMessage(ref, spec.name, received))
         log.info("event", outcome=outcome, job_id=job.id, key=key, preset=preset)
         return Dispatched(outcome, job.id)
 
@@ -110,17 +115,21 @@ class Dispatcher:
         self, event: ObjectCreated, job_id: str | None, outcome: str, detail: str | None
     ) -> None:
         metrics.EVENTS.labels(outcome).inc()
-        self.jobs.record_event(
-            EventRecord(
-                bucket=event.bucket,
-                key=event.key,
-                etag=event.etag,
-                size=event.size,
-                event_name=event.event_name,
-                event_time=event.event_time,
-                record=to_s3_record(event),
-                job_id=job_id,
-                outcome=outcome,
-                detail=detail,
-            )
+        self.jobs.record_event(self._event_record(event, job_id, outcome, detail))
+
+    @staticmethod
+    def _event_record(
+        event: ObjectCreated, job_id: str | None, outcome: str, detail: str | None
+    ) -> EventRecord:
+        return EventRecord(
+            bucket=event.bucket,
+            key=event.key,
+            etag=event.etag,
+            size=event.size,
+            event_name=event.event_name,
+            event_time=event.event_time,
+            record=to_s3_record(event),
+            job_id=job_id,
+            outcome=outcome,
+            detail=detail,
         )

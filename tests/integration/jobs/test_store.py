@@ -71,6 +71,45 @@ def test_create_job_is_idempotent(store: JobStore) -> None:
     assert [j.id for j in store.list_jobs()] == [spec.job_id]
 
 
+def test_admit_creates_the_job_its_queued_first_step_and_the_event_in_one_go(
+    store: JobStore,
+) -> None:
+    spec = spec_for()
+    event = EventRecord(
+        bucket=spec.bucket,
+        key=spec.key,
+        etag=spec.etag,
+        size=spec.size,
+        event_name="ObjectCreated:Put",
+        event_time=None,
+        record={"eventName": "ObjectCreated:Put"},
+        job_id=None,
+        outcome="created",
+    )
+    job, created = store.admit(spec, event, ("probe", "quick"))
+    assert created
+    assert job.state is JobState.QUEUED
+    [step] = store.steps(spec.job_id)
+    assert (step.name, step.lane, step.state, step.attempts) == (
+        "probe",
+        "quick",
+        StepState.QUEUED,
+        0,
+    )
+    assert step.enqueued_at is not None
+    again, created_again = store.admit(spec, event, ("probe", "quick"))
+    assert not created_again
+    assert again.id == job.id
+    assert len(store.steps(spec.job_id)) == 1
+    assert [(e.job_id, e.outcome) for e in reversed(store.events())] == [
+        (spec.job_id, "created"),
+        (spec.job_id, "duplicate"),
+    ]
+    started = store.start_step(spec.job_id, "probe", worker=W1)
+    assert started is not None
+    assert started.attempt == 1
+
+
 def test_create_job_racing_duplicates_make_one_job(store: JobStore) -> None:
     spec = spec_for()
     barrier = threading.Barrier(8)

@@ -80,6 +80,19 @@ def test_bad_uploads_get_one_line_4xx(api: Api) -> None:
     assert "wait" in bad_wait.json()["error"]["message"]
 
 
+def test_empty_upload_is_a_400_and_stores_nothing(api: Api) -> None:
+    response = api.client.post(
+        "/v1/uploads", headers=api.auth("uploader"), files={"file": ("empty.mp4", b"")}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "input_empty",
+        "message": "the uploaded file is empty (0 bytes)",
+    }
+    assert not list(api.ctx.store.list("uploads/"))
+    assert api.ctx.jobs.list_jobs() == []
+
+
 def test_upload_past_the_limit_is_413_and_stores_nothing(tmp_path: Path) -> None:
     made, jobs = make_api(tmp_path, max_upload_bytes=1000)
     try:

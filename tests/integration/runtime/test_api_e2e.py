@@ -105,3 +105,25 @@ def test_sync_upload_returns_downloadable_previews(
     assert playlist.status_code == 200
     bad = base.replace("/v1/signed/", "/v1/signed/1").rsplit("/~", 1)[0] + "/~/master.m3u8"
     assert client.get(bad).status_code == 403
+
+
+def test_sync_upload_of_a_bad_file_is_a_422_with_the_reason(
+    served: tuple[Harness, TestClient, str], tmp_path: Path
+) -> None:
+    """Not a video: the waiting upload answers 422 with the probe's one-line reason (and the
+    failed job, which keeps the evidence); the server goes on serving."""
+    _, client, token = served
+    auth = {"Authorization": f"Bearer {token}"}
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(bytes(range(256)) * 400)
+    with junk.open("rb") as f:
+        response = client.post(
+            "/v1/uploads?wait=30", headers=auth, files={"file": ("junk.mp4", f, "video/mp4")}
+        )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"]["code"].startswith("input")
+    assert "junk.mp4" in body["error"]["message"]
+    assert "\n" not in body["error"]["message"]
+    assert body["job"]["state"] == "failed"
+    assert client.get("/v1/jobs", headers=auth).status_code == 200

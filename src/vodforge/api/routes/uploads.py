@@ -19,8 +19,9 @@ from vodforge.api.problems import HttpProblem
 from vodforge.api.receive import Received, receive_multipart
 from vodforge.api.routes.common import ingest_of, renderer
 from vodforge.errors import ConfigError
-from vodforge.jobs import JobView
+from vodforge.jobs import JobState, JobView
 from vodforge.media.presets import load_preset
+from vodforge.media.signatures import blames_input
 from vodforge.storage import ObjectStore, SupportsMoveIn
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -107,6 +108,8 @@ async def upload(
         limit=limit,
     )
     try:
+        if received.size == 0:
+            raise HttpProblem(400, "the uploaded file is empty (0 bytes)", "input_empty")
         preset = check_preset(received.fields.get("preset"))
         webhook = received.fields.get("webhook_url") or None
         if webhook:
@@ -127,6 +130,17 @@ async def upload(
             break
         await asyncio.sleep(WAIT_POLL_SECONDS)
         job = await run_in_threadpool(ctx.jobs.get_job, job.id)
+    if job.state is JobState.FAILED and blames_input(job.error_label):
+        # The upload itself is bad (not media, corrupt, no video): say so as the client's
+        # error, with the job that recorded it.
+        body = {
+            "error": {
+                "code": job.error_label or "input",
+                "message": job.error_message or "the upload is not a usable video",
+            },
+            **result.model_dump(mode="json"),
+        }
+        return JSONResponse(body, status_code=422)
     if not ready:
         result = result.model_copy(
             update={

@@ -21,10 +21,14 @@ sends its probe step.
    by the same planning code the steps use (``probe`` + ``plan_job`` + ``pipeline.calls``) into a
    scratch dir, and checked equal, path for path modulo directories, to the argv each job's
    manifest recorded — run by a plain thread pool of subprocesses (``--pool`` slots, default one
-   per core), each clip's calls in dependency order (media calls, then packaging). The baseline
-   clock covers only the ffmpeg runs (planning is timed separately), so the ratio charges the
-   runtime with everything else: broker, job store, repeated probes, uploads to the store,
-   verification and publishing (and the few files the steps write in Python — master
+   per core), each clip's calls in dependency order (media calls, then packaging). The burst is
+   split into ``--rounds`` (default 2) run runtime then plain, then plain then runtime, …: this
+   machine's speed drifts by 10-25 % over minutes, and with one runtime phase followed by one
+   plain phase that drift decided the ratio (0.79 to 0.93 over five runs); alternating cancels a
+   linear drift. Totals are summed over the rounds; each round's ratio is printed too. The
+   baseline clock covers only the ffmpeg runs (planning is timed separately), so the ratio
+   charges the runtime with everything else: broker, job store, repeated probes, uploads to the
+   store, verification and publishing (and the few files the steps write in Python — master
    playlist, sprite WebVTT — which the baseline skips).
 
 CPU: the worker's own and its reaped children's (ffmpeg) from /proc, redis-server's from /proc,
@@ -389,8 +393,10 @@ def measure_latency(
 # 2. burst on the runtime
 
 
-def run_burst(system: System, source: Path, jobs: int, timeout: float) -> dict[str, Any]:
-    keys = [f"uploads/burst/{i:05d}.mp4" for i in range(jobs)]
+def run_burst(
+    system: System, source: Path, jobs: int, timeout: float, *, prefix: str = ""
+) -> dict[str, Any]:
+    keys = [f"uploads/burst/{prefix}{i:05d}.mp4" for i in range(jobs)]
     before_counts = system.rt.jobs.count_by_state()
     worker0, redis0, self0 = system.workers_cpu(), system.redis_cpu(), self_cpu()
     load0 = loadavg()
@@ -475,7 +481,15 @@ def run_burst(system: System, source: Path, jobs: int, timeout: float) -> dict[s
         for kind in sorted(set(waits) | set(runs), key=_step_order)
     }
     total_cpu = worker_cpu.own + worker_cpu.children + redis_cpu.own + sender_cpu
+    samples = {
+        "under_load": under_load,
+        "job_seconds": job_seconds,
+        "waits": waits,
+        "runs": runs,
+        "ffmpeg_wall": ffmpeg_wall,
+    }
     return {
+        "_samples": samples,
         "jobs": jobs,
         "submit_seconds": submit_seconds,
         "wall_seconds": wall,
@@ -494,6 +508,77 @@ def run_burst(system: System, source: Path, jobs: int, timeout: float) -> dict[s
         "steps": steps_table,
         "loadavg": {"before": load0, "after": load1},
         "_manifests": manifests,
+    }
+
+
+def merge_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of the runtime's burst as one: totals summed, percentiles over all samples."""
+    jobs = sum(r["jobs"] for r in rounds)
+    wall = sum(r["wall_seconds"] for r in rounds)
+    cpu: dict[str, float] = {}
+    for r in rounds:
+        for k, v in r["cpu_seconds"].items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    samples: dict[str, Any] = {"under_load": [], "job_seconds": [], "waits": {}, "runs": {}}
+    ffmpeg_wall: dict[str, list[float]] = {}
+    manifests: dict[str, dict[str, Any]] = {}
+    for r in rounds:
+        samples["under_load"] += r["_samples"]["under_load"]
+        samples["job_seconds"] += r["_samples"]["job_seconds"]
+        for name in ("waits", "runs"):
+            for kind, values in r["_samples"][name].items():
+                samples[name].setdefault(kind, []).extend(values)
+        for kind, values in r["_samples"]["ffmpeg_wall"].items():
+            ffmpeg_wall.setdefault(kind, []).extend(values)
+        manifests |= r["_manifests"]
+    waits, runs = samples["waits"], samples["runs"]
+    return {
+        "jobs": jobs,
+        "rounds": len(rounds),
+        "submit_seconds": sum(r["submit_seconds"] for r in rounds),
+        "wall_seconds": wall,
+        "jobs_per_min": 60 * jobs / wall,
+        "cpu_seconds": cpu,
+        "dispatch_under_burst_ms": percentiles(samples["under_load"]),
+        "job_seconds_from_upload": percentiles(samples["job_seconds"]),
+        "retries": sum(r["retries"] for r in rounds),
+        "steps": {
+            kind: {
+                "queue_wait_ms": percentiles(waits.get(kind, [])),
+                "step_ms": percentiles(runs.get(kind, [])),
+                "ffmpeg_ms_mean": (
+                    sum(ffmpeg_wall[kind]) / len(ffmpeg_wall[kind]) if kind in ffmpeg_wall else 0.0
+                ),
+            }
+            for kind in sorted(set(waits) | set(runs), key=_step_order)
+        },
+        "loadavg": {
+            "before": rounds[0]["loadavg"]["before"],
+            "after": rounds[-1]["loadavg"]["after"],
+        },
+        "per_round_jobs_per_min": [r["jobs_per_min"] for r in rounds],
+        "_manifests": manifests,
+    }
+
+
+def merge_plain(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    jobs = sum(r["jobs"] for r in rounds)
+    wall = sum(r["wall_seconds"] for r in rounds)
+    cpu: dict[str, float] = {}
+    for r in rounds:
+        for k, v in r["cpu_seconds"].items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    return {
+        "jobs": jobs,
+        "slots": rounds[0]["slots"],
+        "wall_seconds": wall,
+        "jobs_per_min": 60 * jobs / wall,
+        "cpu_seconds": cpu,
+        "loadavg": {
+            "before": rounds[0]["loadavg"]["before"],
+            "after": rounds[-1]["loadavg"]["after"],
+        },
+        "per_round_jobs_per_min": [r["jobs_per_min"] for r in rounds],
     }
 
 
@@ -738,6 +823,12 @@ def main() -> int:
     ap.add_argument("--long", type=int, default=None, help="long lane threads (default: cores)")
     ap.add_argument("--pool", type=int, default=None, help="baseline slots (default: cores)")
     ap.add_argument("--timeout", type=float, default=None, help="burst timeout, seconds")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="split the burst into rounds run runtime/plain, plain/runtime, … (drift cancels)",
+    )
     ap.add_argument("--keep", action="store_true", help=f"keep the data dir ({DATA})")
     args = ap.parse_args()
 
@@ -818,36 +909,60 @@ def main() -> int:
         report["latency"] = lat
 
         timeout = args.timeout or 300 + 10 * args.jobs
-        console.print(f"burst: {args.jobs} clips of {args.clip_seconds:g} s ...")
-        burst = run_burst(system, burst_clip, args.jobs, timeout)
+        rounds = max(1, min(args.rounds, args.jobs))
+        sizes = [args.jobs // rounds + (1 if r < args.jobs % rounds else 0) for r in range(rounds)]
+        pool = Pool(ffmpeg, slots)
+        plain_root = DATA / "plain"
+        burst_rounds: list[dict[str, Any]] = []
+        plain_rounds: list[dict[str, Any]] = []
+        clips: list[ClipCalls] = []
+        plan_seconds = 0.0
+        # The machine's speed drifts over minutes (it is shared): alternate which side goes
+        # first (runtime, plain | plain, runtime | …) so a slow phase hits both alike.
+        for r, size in enumerate(sizes):
+            prefix = f"r{r}-"
+            t0 = time.monotonic()
+            sources = plain_root / "sources"
+            sources.mkdir(parents=True, exist_ok=True)
+            round_clips = []
+            for i in range(size):
+                # The same bytes under the upload's file name (argv compare modulo dirs).
+                source = sources / f"{prefix}{i:05d}.mp4"
+                if not source.exists():
+                    os.link(burst_clip, source)
+                round_clips.append(
+                    plain_calls(
+                        f"uploads/burst/{prefix}{i:05d}.mp4",
+                        source,
+                        plain_root / f"{prefix}{i:05d}",
+                        str(PRESET),
+                        system.rt.dispatcher.plan_workers,
+                    )
+                )
+            plan_seconds += time.monotonic() - t0
+            clips += round_clips
+            order = ("runtime", "plain") if r % 2 == 0 else ("plain", "runtime")
+            for side in order:
+                if side == "runtime":
+                    console.print(f"round {r + 1}/{rounds}: runtime, burst of {size} clips ...")
+                    burst_rounds.append(run_burst(system, burst_clip, size, timeout, prefix=prefix))
+                else:
+                    console.print(f"round {r + 1}/{rounds}: plain pool of {slots}, {size} clips")
+                    plain_rounds.append(pool.run(round_clips))
+            console.print(
+                f"  round {r + 1}: runtime {burst_rounds[-1]['jobs_per_min']:.1f} jobs/min, "
+                f"plain {plain_rounds[-1]['jobs_per_min']:.1f} jobs/min, ratio "
+                f"{burst_rounds[-1]['jobs_per_min'] / plain_rounds[-1]['jobs_per_min']:.2f}"
+            )
+        burst = merge_bursts(burst_rounds)
+        plain = merge_plain(plain_rounds)
         manifests = burst.pop("_manifests")
         worker_threads = sum(w.threads() for w in system.workers)
-
-        console.print("baseline: planning the same calls ...")
-        plain_root = DATA / "plain"
-        t0 = time.monotonic()
-        clips = []
-        for i, key in enumerate(sorted(manifests)):
-            source = system.rt.store.local_path(key)
-            assert source is not None
-            clips.append(
-                plain_calls(
-                    key,
-                    source,
-                    plain_root / f"{i:05d}",
-                    str(PRESET),
-                    system.rt.dispatcher.plan_workers,
-                )
-            )
-        plan_seconds = time.monotonic() - t0
         argv_check = check_argv(ffmpeg, clips, manifests)
         console.print(
             f"  {argv_check['identical']}/{argv_check['clips']} clips: the same "
             f"{argv_check['calls_per_clip']} ffmpeg calls as the runtime ran (modulo dirs)"
         )
-        console.print(f"baseline: {len(clips)} clips on a plain pool of {slots} ...")
-        pool = Pool(ffmpeg, slots)
-        plain = pool.run(clips)
         plain["planning_seconds_not_counted"] = plan_seconds
         plain["argv_check"] = argv_check
         ratio = burst["jobs_per_min"] / plain["jobs_per_min"]

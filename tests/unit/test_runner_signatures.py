@@ -177,10 +177,9 @@ def test_runner_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     runner = SubprocessRunner(
         toolchain, deadline=Deadline(base=1.0, per_media_second=0.0), check_drift=False
     )
-    start = time.monotonic()
+    # The fake would exit 0 after 60 s: FfmpegTimeout means the deadline killed it first.
     with pytest.raises(FfmpegTimeout):
         runner.run(FfmpegCall(step="encode", label="c1", argv=()))
-    assert time.monotonic() - start < 30
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
@@ -204,10 +203,10 @@ def test_runner_kills_a_stalled_call(tmp_path: Path) -> None:
         "time.sleep(60)",
     )
     runner = SubprocessRunner(toolchain, check_drift=False, stall_seconds=0.5)
-    start = time.monotonic()
+    # Its deadline (base + 10 media seconds) is minutes away and the fake would exit 0 after
+    # 60 s: FfmpegStalled means the stall window killed it.
     with pytest.raises(FfmpegStalled) as info:
         runner.run(FfmpegCall(step="encode", label="c1", argv=(), media_seconds=10.0))
-    assert time.monotonic() - start < 10
     assert info.value.permanent is False
     assert info.value.evidence is not None
     assert "hung in the decoder" in info.value.evidence.stderr

@@ -129,6 +129,13 @@ class TestPreviews:
         assert plan.thumbnails == tuple(Fraction(3 + 6 * i) for i in range(5))
         assert len(plan.sprite_tiles) == 15
 
+    def test_fewer_keyframes_than_thumbnails_decode_every_frame(self) -> None:
+        # 3 s with a keyframe every 2 s: two keyframes for three thumbnails.
+        info = media_info(video_info(frames=90, gop=60))
+        plan = plan_previews(info, PreviewSpec(thumbnails=3), output_start=Fraction(0))
+        assert plan.mode == "frames"
+        assert plan.thumbnails == (Fraction(1, 2), Fraction(3, 2), Fraction(5, 2))
+
     def test_sprite_vtt_cues_cover_the_video(self) -> None:
         info = media_info()
         plan = plan_previews(info, PreviewSpec(sprite_columns=4), output_start=Fraction(0))

@@ -70,13 +70,16 @@ def plan_previews(info: MediaInfo, spec: PreviewSpec, *, output_start: Fraction)
     interval = Fraction(interval).limit_denominator(1000)
 
     keyframes = [k.pts for k in video.keyframes]
-    dense = video.max_keyframe_gap <= max(KEYFRAME_MODE_MAX_GAP, interval)
-    mode: PreviewMode = "keyframes" if dense and len(keyframes) > 1 else "frames"
-
     poster_target = first + duration * Fraction(spec.poster_at).limit_denominator(1000)
     thumb_targets = [
         first + duration * Fraction(2 * i + 1, 2 * spec.thumbnails) for i in range(spec.thumbnails)
     ]
+    dense = video.max_keyframe_gap <= max(KEYFRAME_MODE_MAX_GAP, interval)
+    # Keyframe mode (decode keyframes only) picks distinct keyframes; a short clip with fewer
+    # keyframes than thumbnails asked for decodes every frame instead, so it gets all of them.
+    enough = len(_snap_distinct(thumb_targets, keyframes)) == len(thumb_targets)
+    mode: PreviewMode = "keyframes" if dense and len(keyframes) > 1 and enough else "frames"
+
     tile_targets: list[Fraction] = []
     t = first
     while t < end and len(tile_targets) < spec.sprite_max_tiles:

@@ -68,7 +68,7 @@ def test_sync_upload_returns_downloadable_previews(
     body = response.json()
     assert body["poster_url"]
     assert body["gif_url"]
-    assert body["thumbnail_urls"]
+    assert len(body["thumbnail_urls"]) == 3  # as many as the tiny preset asks for
     poster = client.get(_path(body["poster_url"]))
     assert poster.status_code == 200
     assert poster.content[:3] == b"\xff\xd8\xff"

@@ -390,3 +390,46 @@ def test_rollouts_page_shows_a_real_rollout(served: Served, tmp_path: Path) -> N
         )
         assert aborted.status_code == 200, aborted.text
         assert aborted.json()["state"] == "aborted"
+
+
+def test_drag_and_drop_upload(served: Served, sample: SampleFactory) -> None:
+    """A file dropped on the upload box is uploaded like a chosen one and becomes a job."""
+    import base64
+
+    from playwright.sync_api import sync_playwright
+
+    clip = sample("hd_audio", seconds=2, size=(320, 180))
+    payload = base64.b64encode(clip.read_bytes()).decode()
+    key = create_key(served, "web-drop")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            page.goto(served.url)
+            page.fill("#key-input", key)
+            page.click("#key-save")
+            page.wait_for_selector("#upload-box")
+            transfer = page.evaluate_handle(
+                """b64 => {
+                    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                    const dt = new DataTransfer();
+                    dt.items.add(new File([bytes], "dropped.mp4", { type: "video/mp4" }));
+                    return dt;
+                }""",
+                payload,
+            )
+            page.dispatch_event("#upload-box", "dragenter", {"dataTransfer": transfer})
+            assert "dragging" in (page.get_attribute("#upload-box", "class") or "")
+            page.dispatch_event("#upload-box", "drop", {"dataTransfer": transfer})
+            page.wait_for_selector("#upload-status a")
+            job_id = (page.text_content("#upload-status a") or "").strip()
+            page.wait_for_function(
+                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+                "?.textContent === 'succeeded'",
+                arg=job_id,
+                timeout=120_000,
+            )
+            assert "dragging" not in (page.get_attribute("#upload-box", "class") or "")
+        finally:
+            browser.close()

@@ -197,15 +197,15 @@ class Registry:
             return current
         return self.add(toolchain, stable=True)
 
-    def set_stable(self, toolchain_id: str) -> None:
+    def set_stable(self, toolchain_id: str, *, session: Any = None) -> None:
+        """Make ``toolchain_id`` the one stable entry; inside ``session`` when given (a
+        promotion commits the rollout's end and the new stable together)."""
         self.get(toolchain_id)
+        if session is not None:
+            _set_stable(session, toolchain_id)
+            return
         with self.jobs.transaction(write=True) as s:
-            s.execute(update(RegisteredToolchain).values(stable=False))
-            s.execute(
-                update(RegisteredToolchain)
-                .where(RegisteredToolchain.id == toolchain_id)
-                .values(stable=True)
-            )
+            _set_stable(s, toolchain_id)
 
     # -- binaries ---------------------------------------------------------------------------
 
@@ -264,4 +264,13 @@ def _entry(row: RegisteredToolchain) -> ToolchainEntry:
         filters=frozenset(row.filters),
         stable=bool(row.stable),
         added_at=row.added_at,
+    )
+
+
+def _set_stable(s: Any, toolchain_id: str) -> None:
+    s.execute(update(RegisteredToolchain).values(stable=False))
+    s.execute(
+        update(RegisteredToolchain)
+        .where(RegisteredToolchain.id == toolchain_id)
+        .values(stable=True)
     )

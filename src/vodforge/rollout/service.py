@@ -250,11 +250,11 @@ class RolloutService:
             elif decision.final:
                 row.state = "promoted"
                 row.ended_at = now
+                # In the same transaction: nobody sees "promoted" with the old stable.
+                self.registry.set_stable(rollout.candidate, session=s)
             else:
                 row.step_index += 1
                 row.step_started_at = now
-        if decision.final:
-            self.registry.set_stable(rollout.candidate)
         metrics.ROLLOUT_DECISIONS.labels(decision.action, decision.label or "none").inc()
         log.info(
             "rollout decision",

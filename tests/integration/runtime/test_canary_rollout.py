@@ -117,8 +117,11 @@ def test_broken_canary_is_rolled_back_and_no_job_is_lost(
     assert "label=unknown_encoder" in rollback[0].reason
     assert ended.weight_percent == 0
 
+    # The rollback is decided first, then its failed jobs are re-run on stable (the same pass of
+    # the controller, a moment later): wait for them to succeed, not for any end state — a job
+    # still failed from the canary is exactly the moment before its re-run.
     for job_id in on_candidate + on_stable:
-        done = canary.h.wait(job_id, timeout=60)
+        done = canary.h.wait(job_id, timeout=60, states=frozenset({JobState.SUCCEEDED}))
         assert done.state is JobState.SUCCEEDED, done
         assert done.toolchain_id == stable.id
     first = canary.h.runtime.jobs.attempts(on_candidate[0])
@@ -127,7 +130,10 @@ def test_broken_canary_is_rolled_back_and_no_job_is_lost(
     replayed = canary.h.runtime.jobs.list_dead_letters(state="replayed")
     assert on_candidate[0] in {d.job_id for d in replayed}
     assert canary.registry.stable() == stable
-    canary.wait_rollout(rollout.id, "rolled_back")
+    deadline = time.monotonic() + 30
+    while not canary.service.get(rollout.id).drained and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert canary.service.get(rollout.id).drained  # every affected job re-run and finished
     deadline = time.monotonic() + 10
     while not canary.service.get(rollout.id).drained:
         assert time.monotonic() < deadline, "rollout never drained"

@@ -93,6 +93,10 @@ def _guard(fn: Callable[[], T], *, as_json: bool = False) -> T:
         raise typer.Exit(code) from None
 
 
+def _raise(exc: VodforgeError) -> None:
+    raise exc
+
+
 def _toolchain(settings: Settings, ffmpeg: Path | None) -> Toolchain:
     toolchain = load_toolchain(ffmpeg or settings.ffmpeg)
     toolchain.require_capabilities()
@@ -345,10 +349,17 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (0: any free port).")] = None,
     host: Annotated[str | None, typer.Option(help="HTTP bind address.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Data directory.")] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="API, events and reaper only (= --workers 0).")
+    ] = False,
 ) -> None:
     """Run everything: broker, workers, watch folder, reaper and the HTTP server."""
     from vodforge.runtime.serve import serve as run_serve  # noqa: PLC0415
 
+    if no_workers:
+        if workers not in (None, 0):
+            _guard(lambda: _raise(ConfigError("--no-workers and --workers N contradict")))
+        workers = 0
     settings = Settings()
     update: dict[str, Any] = {}
     if port is not None:

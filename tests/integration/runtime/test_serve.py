@@ -67,13 +67,15 @@ def _env(data: Path) -> dict[str, str]:
     }
 
 
-def start_serve(data: Path, log_name: str = "serve.log") -> Served:
+def start_serve(
+    data: Path, log_name: str = "serve.log", *, args: tuple[str, ...] = (), workers: bool = True
+) -> Served:
     data.mkdir(parents=True, exist_ok=True)
     (data / "serve.json").unlink(missing_ok=True)
     log = data.parent / log_name
     with log.open("ab") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vodforge", "serve", "--port", "0"],
+            [sys.executable, "-m", "vodforge", "serve", "--port", "0", *args],
             env=_env(data),
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -85,7 +87,7 @@ def start_serve(data: Path, log_name: str = "serve.log") -> Served:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.05)
-    while not served.workers() and time.monotonic() < deadline:
+    while workers and not served.workers() and time.monotonic() < deadline:
         time.sleep(0.05)
     return served
 
@@ -227,3 +229,30 @@ def test_restart_serve_mid_job_resumes(serve_dir: Path, sample: SampleFactory) -
     assert done.id == job.id
     assert output_hashes(serve_dir, job.id) == output_hashes(serve_dir, ref.id)
     assert leftovers(serve_dir) == []
+
+
+def test_serve_no_workers_runs_the_api_alone(serve_dir: Path) -> None:
+    """``serve --no-workers`` (the API host of a scaled-out setup): HTTP answers, no worker
+    process is started, and readiness does not depend on one."""
+    served = start_serve(serve_dir, args=("--no-workers",), workers=False)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}", timeout=10) as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 200
+        assert served.workers() == []
+    finally:
+        assert served.stop() == 0
+
+
+def test_serve_refuses_contradicting_worker_options(serve_dir: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "vodforge", "serve", "--no-workers", "--workers", "2"],
+        env=_env(serve_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: --no-workers and --workers N contradict"]
+    assert "Traceback" not in out.stderr

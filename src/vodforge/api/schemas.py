@@ -111,7 +111,7 @@ class UploadResult(_Model):
 
 class PresignRequest(_Model):
     filename: str = Field(min_length=1, max_length=255)
-    size: int = Field(ge=0)
+    size: int = Field(ge=1, description="exact byte size of the upload (an empty file is refused)")
     content_type: str | None = Field(default=None, max_length=255)
     preset: str | None = Field(default=None, min_length=1, max_length=255)
     webhook_url: str | None = Field(default=None, max_length=2048)

@@ -249,3 +249,11 @@ def test_stats(api: Api) -> None:
     assert sum(p["count"] for p in body["jobs_per_minute"]) == 1
     other = api.client.get("/v1/stats", headers=api.auth("other")).json()
     assert other["by_state"]["queued"] == 0
+
+
+def test_presign_refuses_an_empty_upload(api: Api) -> None:
+    response = api.client.post(
+        "/v1/uploads/presign", headers=api.auth("uploader"), json={"filename": "a.mp4", "size": 0}
+    )
+    assert response.status_code == 422
+    assert "size" in response.json()["error"]["message"]

@@ -32,6 +32,7 @@ from sqlalchemy import (
     CursorResult,
     Engine,
     Result,
+    Row,
     case,
     create_engine,
     delete,
@@ -182,15 +183,12 @@ class JobStore:
         now = self._now()
         try:
             with self._tx(write=True) as s:
-                existing = s.get(Job, spec.job_id)
-                if existing is not None:
+                job, created = _create_or_get(s, spec, now)
+                if not created:
                     _record_event(
-                        s, dataclasses.replace(event, job_id=existing.id, outcome="duplicate"), now
+                        s, dataclasses.replace(event, job_id=job.id, outcome="duplicate"), now
                     )
-                    return _job_view(existing), False
-                job = _new_job(spec, now)
-                s.add(job)
-                s.flush()
+                    return _job_view(job), False
                 name, lane = first_step
                 s.execute(
                     insert(Step),
@@ -222,13 +220,8 @@ class JobStore:
         now = self._now()
         try:
             with self._tx(write=True) as s:
-                existing = s.get(Job, spec.job_id)
-                if existing is not None:
-                    return _job_view(existing), False
-                job = _new_job(spec, now)
-                s.add(job)
-                s.flush()
-                return _job_view(job), True
+                job, created = _create_or_get(s, spec, now)
+                return _job_view(job), created
         except IntegrityError:
             # A concurrent duplicate inserted the same id between our check and our insert.
             return self.get_job(spec.job_id), False
@@ -968,6 +961,18 @@ def _record_event(s: Session, ev: EventRecord, now: datetime) -> int:
     return row.id
 
 
+def _create_or_get(s: Session, spec: JobSpec, now: datetime) -> tuple[Job, bool]:
+    """The job of ``spec``: the existing one with ``False``, or a new one (flushed) with
+    ``True``. A concurrent insert of the same id surfaces as ``IntegrityError``."""
+    existing = s.get(Job, spec.job_id)
+    if existing is not None:
+        return existing, False
+    job = _new_job(spec, now)
+    s.add(job)
+    s.flush()
+    return job, True
+
+
 def _new_job(spec: JobSpec, now: datetime) -> Job:
     return Job(
         id=spec.job_id,
@@ -1049,7 +1054,7 @@ def _queue_pending(s: Session, job_id: str, names: Sequence[str], now: datetime)
     this call queued — a step some other path already queued or ran is left alone."""
     if not names:
         return []
-    queued = list(
+    queued = set(
         s.scalars(
             update(Step)
             .where(
@@ -1062,7 +1067,7 @@ def _queue_pending(s: Session, job_id: str, names: Sequence[str], now: datetime)
             execution_options=_NO_SYNC,
         )
     )
-    return [n for n in names if n in set(queued)]
+    return [n for n in names if n in queued]
 
 
 def _complete_job(
@@ -1100,7 +1105,7 @@ def _complete_job(
                 for o in by_key.values()
             ],
         )
-    return _job_view_of_row(row._mapping)
+    return _job_view(row)
 
 
 def _engine_url(url: str) -> URL:
@@ -1266,36 +1271,9 @@ def _count_fanin(s: Session, job_id: str, group: str) -> bool:
     raise JobError(f"fan-in {group} of job {job_id} is already complete ({fanin.total} steps)")
 
 
-def _job_view_of_row(r: Any) -> JobView:
-    """A view of a ``jobs`` row read with Core (``RETURNING``): column names are attributes."""
-    return JobView(
-        id=r["id"],
-        bucket=r["bucket"],
-        key=r["key"],
-        etag=r["etag"],
-        size=r["size"],
-        preset=r["preset"],
-        toolchain_id=r["toolchain_id"],
-        owner=r["owner"],
-        state=JobState(r["state"]),
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        started_at=r["started_at"],
-        finished_at=r["finished_at"],
-        requeued_at=r["requeued_at"],
-        max_age_seconds=r["max_age_seconds"],
-        plan=r["plan"],
-        error_label=r["error_label"],
-        error_message=r["error_message"],
-        failed_step=r["failed_step"],
-        manifest_key=r["manifest_key"],
-        cpu_seconds=r["cpu_seconds"],
-        progress=r["progress"],
-        webhook_url=r["webhook_url"],
-    )
-
-
-def _job_view(j: Job) -> JobView:
+def _job_view(j: Job | Row[Any]) -> JobView:
+    """A view of an ORM ``Job``, or of a ``jobs`` row read with Core (``RETURNING``): the
+    mapped attributes and the columns share their names."""
     return JobView(
         id=j.id,
         bucket=j.bucket,

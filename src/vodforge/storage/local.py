@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from vodforge.errors import (
@@ -81,6 +81,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+T = TypeVar("T")
+
 _SYNC_POOL: ThreadPoolExecutor | None = None
 _SYNC_POOL_LOCK = threading.Lock()
 
@@ -93,23 +95,38 @@ def _sync_pool() -> ThreadPoolExecutor:
         return _SYNC_POOL
 
 
-def _fsync_all(fds: Sequence[int]) -> None:
-    """fsync several files at once: concurrent fsyncs on one filesystem share journal commits."""
-    if len(fds) <= 1:
-        for fd in fds:
-            os.fsync(fd)
+def _concurrently(fn: Callable[[T], object], items: Sequence[T]) -> None:
+    """``fn`` over ``items`` on the shared pool (inline for one): concurrent fsyncs on one
+    filesystem share journal commits instead of queueing one after another."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
         return
-    for _ in _sync_pool().map(os.fsync, fds):
+    for _ in _sync_pool().map(fn, items):
         pass
 
 
-def _fsync_dirs(directories: Sequence[Path]) -> None:
-    if len(directories) <= 1:
-        for directory in directories:
-            _fsync_dir(directory)
-        return
-    for _ in _sync_pool().map(_fsync_dir, directories):
-        pass
+def _open_owned(path: Path) -> BinaryIO:
+    """Open a file handed to the store, never following a symlink in its place."""
+    try:
+        return open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _check_regular(source: BinaryIO, path: Path) -> None:
+    if not stat_mode.S_ISREG(os.fstat(source.fileno()).st_mode):
+        raise InputError(f"cannot move {path} into the store: not a regular file")
+
+
+def _digest_and_seal(source: BinaryIO) -> str:
+    """The sha256 of an open file (read from the start) and its mode set to 0644."""
+    digest = hashlib.sha256()
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+    with suppress(PermissionError):
+        os.fchmod(source.fileno(), 0o644)
+    return digest.hexdigest()
 
 
 def _unlink_quietly(path: Path | str) -> None:
@@ -489,24 +506,13 @@ class LocalStore:
         try:
             for raw_key, path in items:
                 key, dest = self._resolve(raw_key)
-                try:
-                    source: BinaryIO = open(  # noqa: SIM115 — closed in the finally below
-                        path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)
-                    )
-                except OSError as exc:
-                    raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+                source = _open_owned(path)
                 prepared.append((key, dest, path, source, ""))
                 with self._fs_errors("move in", key):
-                    if not stat_mode.S_ISREG(os.fstat(source.fileno()).st_mode):
-                        raise InputError(f"cannot move {path} into the store: not a regular file")
-                    digest = hashlib.sha256()
-                    while chunk := source.read(CHUNK):
-                        digest.update(chunk)
-                    with suppress(PermissionError):
-                        os.fchmod(source.fileno(), 0o644)
-                prepared[-1] = (key, dest, path, source, digest.hexdigest())
+                    _check_regular(source, path)
+                    prepared[-1] = (key, dest, path, source, _digest_and_seal(source))
             with self._fs_errors("move in", prepared[0][0] if prepared else ""):
-                _fsync_all([p[3].fileno() for p in prepared])
+                _concurrently(os.fsync, [p[3].fileno() for p in prepared])
             infos = []
             for key, dest, path, source, etag in prepared:
                 with self._fs_errors("move in", key):
@@ -527,7 +533,7 @@ class LocalStore:
                 self._emit_created(info)
                 infos.append(info)
             with self._fs_errors("move in", "directories"):
-                _fsync_dirs(sorted({dest.parent for _, dest, _, _, _ in prepared}))
+                _concurrently(_fsync_dir, sorted({dest.parent for _, dest, _, _, _ in prepared}))
             return infos
         finally:
             for _, _, _, source, _ in prepared:
@@ -539,7 +545,6 @@ class LocalStore:
         path: Path,
         *,
         content_type: str | None = None,
-        _sync_dir: bool = True,
     ) -> ObjectInfo:
         """Take ownership of ``path`` by renaming it into the store (a copy across filesystems).
 
@@ -548,13 +553,9 @@ class LocalStore:
         """
         key, dest = self._resolve(key)
         content_type = content_type or guess_content_type(key)
-        try:
-            source = open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW))  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        source = _open_owned(path)
         with source, self._fs_errors("move in", key):
-            if not stat_mode.S_ISREG(os.fstat(source.fileno()).st_mode):
-                raise InputError(f"cannot move {path} into the store: not a regular file")
+            _check_regular(source, path)
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.parent / f"{_temp_name(dest)}{secrets.token_hex(6)}"
             try:
@@ -566,11 +567,7 @@ class LocalStore:
                 os.unlink(path)
                 return info
             try:
-                digest = hashlib.sha256()
-                while chunk := source.read(CHUNK):
-                    digest.update(chunk)
-                with suppress(PermissionError):
-                    os.fchmod(source.fileno(), 0o644)
+                etag = _digest_and_seal(source)
                 os.fsync(source.fileno())
                 st = os.fstat(source.fileno())
                 os.replace(tmp, dest)
@@ -580,9 +577,8 @@ class LocalStore:
                 except OSError:
                     _unlink_quietly(tmp)
                 raise
-            if _sync_dir:
-                _fsync_dir(dest.parent)
-        return self._created(key, st, digest.hexdigest(), content_type)
+            _fsync_dir(dest.parent)
+        return self._created(key, st, etag, content_type)
 
     # -- reads ----------------------------------------------------------------------------------
 

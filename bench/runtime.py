@@ -511,14 +511,19 @@ def run_burst(
     }
 
 
-def merge_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rounds of the runtime's burst as one: totals summed, percentiles over all samples."""
-    jobs = sum(r["jobs"] for r in rounds)
-    wall = sum(r["wall_seconds"] for r in rounds)
+def _summed_cpu(rounds: list[dict[str, Any]]) -> dict[str, float]:
     cpu: dict[str, float] = {}
     for r in rounds:
         for k, v in r["cpu_seconds"].items():
             cpu[k] = cpu.get(k, 0.0) + v
+    return cpu
+
+
+def merge_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of the runtime's burst as one: totals summed, percentiles over all samples."""
+    jobs = sum(r["jobs"] for r in rounds)
+    wall = sum(r["wall_seconds"] for r in rounds)
+    cpu = _summed_cpu(rounds)
     samples: dict[str, Any] = {"under_load": [], "job_seconds": [], "waits": {}, "runs": {}}
     ffmpeg_wall: dict[str, list[float]] = {}
     manifests: dict[str, dict[str, Any]] = {}
@@ -564,10 +569,7 @@ def merge_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def merge_plain(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     jobs = sum(r["jobs"] for r in rounds)
     wall = sum(r["wall_seconds"] for r in rounds)
-    cpu: dict[str, float] = {}
-    for r in rounds:
-        for k, v in r["cpu_seconds"].items():
-            cpu[k] = cpu.get(k, 0.0) + v
+    cpu = _summed_cpu(rounds)
     return {
         "jobs": jobs,
         "slots": rounds[0]["slots"],

@@ -17,14 +17,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
 
 from tests.conftest import SampleFactory
 from vodforge.api.dashboard import missing_vendor_files, source_web_dir
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 WEB_PRESET = Path(__file__).resolve().parents[2] / "presets" / "web.toml"
@@ -92,6 +97,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         for p in psutil.process_iter(["cmdline"]):
             if str(data) in " ".join(p.info["cmdline"] or []):
                 p.kill()
+
+
+@contextmanager
+def browser_page(*, sized: bool = True) -> Iterator[Page]:
+    """A page of Debian's headless Chromium (never a downloaded browser), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = (
+                browser.new_page(viewport={"width": 1280, "height": 900})
+                if sized
+                else browser.new_page()
+            )
+            page.set_default_timeout(20_000)
+            yield page
+        finally:
+            browser.close()
 
 
 def create_key(served: Served, name: str) -> str:
@@ -213,71 +237,58 @@ def test_upload_watch_done_and_play_the_ladder(served: Served, sample: SampleFac
 def test_polls_when_the_event_stream_is_unavailable(served: Served, sample: SampleFactory) -> None:
     """With /v1/events refused (a proxy that buffers or blocks streams), the list falls back to
     polling /v1/jobs and still follows an upload to its end."""
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import Route
 
     clip = sample("hd_audio", seconds=2, size=(640, 360))
     key = create_key(served, "web-poll")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(20_000)
+    with browser_page(sized=False) as page:
 
-            def refuse(route: Route) -> None:
-                route.fulfill(status=503, body="no streams here")
+        def refuse(route: Route) -> None:
+            route.fulfill(status=503, body="no streams here")
 
-            page.route("**/v1/events", refuse)
-            page.goto(served.url)
-            page.fill("#key-input", key)
-            page.click("#key-save")
-            page.wait_for_selector('#live-mode[data-mode="polling"]')
-            page.set_input_files("#upload-input", str(clip))
-            page.wait_for_selector("#upload-status a")
-            job_id = (page.text_content("#upload-status a") or "").strip()
-            page.wait_for_function(
-                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
-                "?.textContent === 'succeeded'",
-                arg=job_id,
-                timeout=120_000,
-            )
-            assert page.get_attribute("#live-mode", "data-mode") == "polling"
-        finally:
-            browser.close()
+        page.route("**/v1/events", refuse)
+        page.goto(served.url)
+        page.fill("#key-input", key)
+        page.click("#key-save")
+        page.wait_for_selector('#live-mode[data-mode="polling"]')
+        page.set_input_files("#upload-input", str(clip))
+        page.wait_for_selector("#upload-status a")
+        job_id = (page.text_content("#upload-status a") or "").strip()
+        page.wait_for_function(
+            "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+            "?.textContent === 'succeeded'",
+            arg=job_id,
+            timeout=120_000,
+        )
+        assert page.get_attribute("#live-mode", "data-mode") == "polling"
 
 
 def test_failed_job_shows_its_error(served: Served, tmp_path: Path) -> None:
     """Random bytes uploaded through the page: the job fails and its page says why."""
-    from playwright.sync_api import sync_playwright
 
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(bytes(range(256)) * 64)
     key = create_key(served, "web-fail")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(20_000)
-            page.goto(served.url)
-            page.fill("#key-input", key)
-            page.click("#key-save")
-            page.wait_for_selector("#jobs-table", state="visible")
-            page.set_input_files("#upload-input", str(junk))
-            page.wait_for_selector("#upload-status a")
-            job_id = (page.text_content("#upload-status a") or "").strip()
-            page.wait_for_function(
-                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
-                "?.textContent === 'failed'",
-                arg=job_id,
-                timeout=120_000,
-            )
-            page.click(f'tr[data-job-id="{job_id}"] a')
-            page.wait_for_selector("#job-errors")
-            text = page.text_content("#job-errors") or ""
-            assert "Job failed" in text
-            assert "step probe" in text, text
-            page.screenshot(path=str(OUTPUT / "failed.png"), full_page=True)
-        finally:
-            browser.close()
+    with browser_page() as page:
+        page.goto(served.url)
+        page.fill("#key-input", key)
+        page.click("#key-save")
+        page.wait_for_selector("#jobs-table", state="visible")
+        page.set_input_files("#upload-input", str(junk))
+        page.wait_for_selector("#upload-status a")
+        job_id = (page.text_content("#upload-status a") or "").strip()
+        page.wait_for_function(
+            "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+            "?.textContent === 'failed'",
+            arg=job_id,
+            timeout=120_000,
+        )
+        page.click(f'tr[data-job-id="{job_id}"] a')
+        page.wait_for_selector("#job-errors")
+        text = page.text_content("#job-errors") or ""
+        assert "Job failed" in text
+        assert "step probe" in text, text
+        page.screenshot(path=str(OUTPUT / "failed.png"), full_page=True)
 
 
 ROLLOUT = {
@@ -304,32 +315,26 @@ ROLLOUT = {
 def test_rollouts_page_renders_the_contract_shape(served: Served) -> None:
     """The rollouts page against a contract-shaped ``GET /v1/rollouts`` answer (the route
     itself belongs to the toolchain branch): step, weight, counts, rates and decision log."""
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import Route
 
     key = create_key(served, "web-rollouts")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(20_000)
+    with browser_page() as page:
 
-            def answer(route: Route) -> None:
-                route.fulfill(json={"items": [ROLLOUT]})
+        def answer(route: Route) -> None:
+            route.fulfill(json={"items": [ROLLOUT]})
 
-            page.route("**/v1/rollouts", answer)
-            page.goto(served.url + "#/rollouts")
-            page.fill("#key-input", key)
-            page.click("#key-save")
-            card = page.wait_for_selector('#rollouts-page [data-rollout-id="r1"]')
-            assert card is not None
-            text = card.text_content() or ""
-            for expected in ("Step 2 of 4", "10%", "4.8%", "3.50 s", "2.25 s", "promote"):
-                assert expected in text, (expected, text)
-            assert page.locator("#rollouts-page .steps li.current").text_content() == "10%"
-            assert page.locator("#rollouts-page .decisions tbody tr").count() == 2
-            page.screenshot(path=str(OUTPUT / "rollouts-running.png"), full_page=True)
-        finally:
-            browser.close()
+        page.route("**/v1/rollouts", answer)
+        page.goto(served.url + "#/rollouts")
+        page.fill("#key-input", key)
+        page.click("#key-save")
+        card = page.wait_for_selector('#rollouts-page [data-rollout-id="r1"]')
+        assert card is not None
+        text = card.text_content() or ""
+        for expected in ("Step 2 of 4", "10%", "4.8%", "3.50 s", "2.25 s", "promote"):
+            assert expected in text, (expected, text)
+        assert page.locator("#rollouts-page .steps li.current").text_content() == "10%"
+        assert page.locator("#rollouts-page .decisions tbody tr").count() == 2
+        page.screenshot(path=str(OUTPUT / "rollouts-running.png"), full_page=True)
 
 
 def test_rollouts_page_shows_a_real_rollout(served: Served, tmp_path: Path) -> None:
@@ -339,7 +344,6 @@ def test_rollouts_page_shows_a_real_rollout(served: Served, tmp_path: Path) -> N
     import shutil
 
     import httpx
-    from playwright.sync_api import sync_playwright
 
     from vodforge.media.toolchain import default_ffmpeg_path
 
@@ -366,24 +370,18 @@ def test_rollouts_page_shows_a_real_rollout(served: Served, tmp_path: Path) -> N
     assert started.status_code == 201, started.text
     rollout_id = started.json()["id"]
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(20_000)
-                page.goto(served.url + "#/rollouts")
-                page.fill("#key-input", key)
-                page.click("#key-save")
-                card = page.wait_for_selector(f'#rollouts-page [data-rollout-id="{rollout_id}"]')
-                assert card is not None
-                assert candidate in (card.text_content() or "")
-                assert page.locator("#rollouts-page .steps li.current").text_content() == "1%"
-                assert page.locator("#rollouts-page .decisions .action").first.text_content() == (
-                    "start"
-                )
-                page.screenshot(path=str(OUTPUT / "rollouts-real.png"), full_page=True)
-            finally:
-                browser.close()
+        with browser_page() as page:
+            page.goto(served.url + "#/rollouts")
+            page.fill("#key-input", key)
+            page.click("#key-save")
+            card = page.wait_for_selector(f'#rollouts-page [data-rollout-id="{rollout_id}"]')
+            assert card is not None
+            assert candidate in (card.text_content() or "")
+            assert page.locator("#rollouts-page .steps li.current").text_content() == "1%"
+            assert page.locator("#rollouts-page .decisions .action").first.text_content() == (
+                "start"
+            )
+            page.screenshot(path=str(OUTPUT / "rollouts-real.png"), full_page=True)
     finally:
         aborted = httpx.post(
             f"{served.url}v1/rollouts/{rollout_id}/abort", headers=auth, timeout=30
@@ -396,40 +394,32 @@ def test_drag_and_drop_upload(served: Served, sample: SampleFactory) -> None:
     """A file dropped on the upload box is uploaded like a chosen one and becomes a job."""
     import base64
 
-    from playwright.sync_api import sync_playwright
-
     clip = sample("hd_audio", seconds=2, size=(320, 180))
     payload = base64.b64encode(clip.read_bytes()).decode()
     key = create_key(served, "web-drop")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(20_000)
-            page.goto(served.url)
-            page.fill("#key-input", key)
-            page.click("#key-save")
-            page.wait_for_selector("#upload-box")
-            transfer = page.evaluate_handle(
-                """b64 => {
-                    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                    const dt = new DataTransfer();
-                    dt.items.add(new File([bytes], "dropped.mp4", { type: "video/mp4" }));
-                    return dt;
-                }""",
-                payload,
-            )
-            page.dispatch_event("#upload-box", "dragenter", {"dataTransfer": transfer})
-            assert "dragging" in (page.get_attribute("#upload-box", "class") or "")
-            page.dispatch_event("#upload-box", "drop", {"dataTransfer": transfer})
-            page.wait_for_selector("#upload-status a")
-            job_id = (page.text_content("#upload-status a") or "").strip()
-            page.wait_for_function(
-                "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
-                "?.textContent === 'succeeded'",
-                arg=job_id,
-                timeout=120_000,
-            )
-            assert "dragging" not in (page.get_attribute("#upload-box", "class") or "")
-        finally:
-            browser.close()
+    with browser_page(sized=False) as page:
+        page.goto(served.url)
+        page.fill("#key-input", key)
+        page.click("#key-save")
+        page.wait_for_selector("#upload-box")
+        transfer = page.evaluate_handle(
+            """b64 => {
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], "dropped.mp4", { type: "video/mp4" }));
+                return dt;
+            }""",
+            payload,
+        )
+        page.dispatch_event("#upload-box", "dragenter", {"dataTransfer": transfer})
+        assert "dragging" in (page.get_attribute("#upload-box", "class") or "")
+        page.dispatch_event("#upload-box", "drop", {"dataTransfer": transfer})
+        page.wait_for_selector("#upload-status a")
+        job_id = (page.text_content("#upload-status a") or "").strip()
+        page.wait_for_function(
+            "id => document.querySelector(`tr[data-job-id='${id}'] .state-badge`)"
+            "?.textContent === 'succeeded'",
+            arg=job_id,
+            timeout=120_000,
+        )
+        assert "dragging" not in (page.get_attribute("#upload-box", "class") or "")

@@ -149,7 +149,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main() -> int:
     """Run the pair ``--repeat`` times (alternating order so neither side always runs on a warm
-    cache or a quieter machine), report medians, quality, sizes and frames; write ladder.json."""
+    cache or a quieter machine), report medians and the median of the run-by-run ratios,
+    quality, sizes and frames; write ladder.json."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--size", type=parse_size, default=(1920, 1080))
@@ -187,6 +188,13 @@ def main() -> int:
 
     wall = {k: statistics.median(r.wall for r in v) for k, v in runs.items()}
     cpu = {k: statistics.median(r.cpu for r in v) for k, v in runs.items()}
+    # Each repeat runs the two back to back, so a pair shares the machine's state of the moment;
+    # the median of the pairs' ratios is steadier than the ratio of medians taken minutes apart.
+    pairs = [
+        {"wall": v.wall / p.wall, "cpu": v.cpu / p.cpu}
+        for p, v in zip(runs["plain"], runs["vodforge"], strict=True)
+    ]
+    paired = {k: statistics.median(pair[k] for pair in pairs) for k in ("wall", "cpu")}
     result = {
         "plain": outputs(plan, plain_dir, ffmpeg, src),
         "vodforge": outputs(plan, vf_dir / "mp4", ffmpeg, src),
@@ -224,6 +232,10 @@ def main() -> int:
         console.print(f"{name:>9}: wall {wall[name]:7.2f} s   CPU {cpu[name]:7.2f} s")
     console.print(f"wall ratio (vodforge/plain): {wall['vodforge'] / wall['plain']:.2f}")
     console.print(f"CPU ratio  (vodforge/plain): {cpu['vodforge'] / cpu['plain']:.2f}")
+    if len(pairs) > 1:
+        for k in ("wall", "cpu"):
+            each = ", ".join(f"{pair[k]:.2f}" for pair in pairs)
+            console.print(f"paired {k} ratios: {each}; median {paired[k]:.2f}")
     console.print(
         f"top rung {top} PSNR: plain {result['plain']['top_psnr']:.3f} dB, "
         f"vodforge {result['vodforge']['top_psnr']:.3f} dB, "
@@ -251,6 +263,7 @@ def main() -> int:
         "runs": {k: [vars(r) for r in v] for k, v in runs.items()},
         "median": {"wall": wall, "cpu": cpu},
         "ratios": {"wall": wall["vodforge"] / wall["plain"], "cpu": cpu["vodforge"] / cpu["plain"]},
+        "paired_ratios": {"each": pairs, "median": paired},
         "psnr_delta_db": psnr_delta,
         "top_size_delta_pct": {"mp4": size_delta, "video": vbytes_delta},
         "outputs": result,

@@ -956,6 +956,12 @@ def main() -> int:
                 f"plain {plain_rounds[-1]['jobs_per_min']:.1f} jobs/min, ratio "
                 f"{burst_rounds[-1]['jobs_per_min'] / plain_rounds[-1]['jobs_per_min']:.2f}"
             )
+            per_job = {k: 1000 * v / size for k, v in burst_rounds[-1]["cpu_seconds"].items()}
+            console.print(
+                "  runtime CPU per job: "
+                + ", ".join(f"{k} {v:.0f} ms" for k, v in per_job.items())
+                + f"; plain pool {1000 * plain_rounds[-1]['cpu_seconds']['total'] / size:.0f} ms"
+            )
         burst = merge_bursts(burst_rounds)
         plain = merge_plain(plain_rounds)
         manifests = burst.pop("_manifests")

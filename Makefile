@@ -5,6 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WEB_STAMP := web/vendor/.installed
 DATA   ?= var
 BENCH_ARGS ?=
 RUNTIME_BENCH_ARGS ?=
@@ -37,7 +38,6 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 # The dashboard's front-end libraries: exact versions from web/package-lock.json (npm ci), their
 # ES module builds copied into web/vendor/ (git-ignored), which the API serves with the page at
 # `/`. No CDN: the dashboard works offline. Reruns only when the lock changes.
-WEB_STAMP  := web/vendor/.installed
 web: $(WEB_STAMP)
 
 $(WEB_STAMP): web/package-lock.json web/package.json

@@ -124,6 +124,8 @@ class Job(Base):
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_updated_at", "updated_at"),
         Index("ix_jobs_owner_created_at", "owner", "created_at"),
+        #: An upload's jobs whatever their toolchain: a duplicate event finds its job by these.
+        Index("ix_jobs_bucket_key_etag_preset", "bucket", "key", "etag", "preset"),
     )
 
 

@@ -182,11 +182,15 @@ class JobStore:
     ) -> tuple[JobView, bool]:
         """An event that starts a job, in one transaction: create the job with its first step
         already queued (``(name, lane)``) and record the event as ``created`` — or, for a job
-        that exists, record it as ``duplicate`` and return that job with ``False``."""
+        that exists, record it as ``duplicate`` and return that job with ``False``.
+
+        The existing job is found by its source (bucket, key, etag, preset), not only by its
+        id: the id includes the toolchain, and a duplicate event that arrives after a rollout
+        changed the toolchain new jobs get must still find the job its upload already has."""
         now = self._now()
         try:
             with self._tx(write=True) as s:
-                job, created = _create_or_get(s, spec, now)
+                job, created = _create_or_get(s, spec, now, by_source=True)
                 if not created:
                     _record_event(
                         s, dataclasses.replace(event, job_id=job.id, outcome="duplicate"), now
@@ -988,6 +992,17 @@ _COMPLETE_JOB = (
 _DELETE_OUTPUTS = delete(_OUTPUTS).where(_OUTPUTS.c.job_id == _P_JOB)
 _INSERT_OUTPUTS = insert(_OUTPUTS)
 _SELECT_JOB = select(_JOBS).where(_OF_JOB)
+_SELECT_JOB_BY_SOURCE = (
+    select(_JOBS)
+    .where(
+        _JOBS.c.bucket == bindparam("p_bucket"),
+        _JOBS.c.key == bindparam("p_key"),
+        _JOBS.c.etag == bindparam("p_etag"),
+        _JOBS.c.preset == bindparam("p_preset"),
+    )
+    .order_by(_JOBS.c.created_at, _JOBS.c.id)
+    .limit(1)
+)
 _INSERT_JOB = insert(_JOBS).returning(*_JOBS.c)
 _INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
 
@@ -1060,10 +1075,22 @@ def _record_event(s: Session, ev: EventRecord, now: datetime) -> int:
     return int(result.scalar_one())
 
 
-def _create_or_get(s: Session, spec: JobSpec, now: datetime) -> tuple[JobView, bool]:
+def _create_or_get(
+    s: Session, spec: JobSpec, now: datetime, *, by_source: bool = False
+) -> tuple[JobView, bool]:
     """The job of ``spec``: the existing one with ``False``, or a new one with ``True``. A
-    concurrent insert of the same id surfaces as ``IntegrityError``."""
-    existing = s.execute(_SELECT_JOB, {"p_job": spec.job_id}).first()
+    concurrent insert of the same id surfaces as ``IntegrityError``. ``by_source``: an
+    existing job of the same source under another toolchain counts too (the first made)."""
+    if by_source:
+        source = {
+            "p_bucket": spec.bucket,
+            "p_key": spec.key,
+            "p_etag": spec.etag,
+            "p_preset": spec.preset,
+        }
+        existing = s.execute(_SELECT_JOB_BY_SOURCE, source).first()
+    else:
+        existing = s.execute(_SELECT_JOB, {"p_job": spec.job_id}).first()
     if existing is not None:
         return _job_view(existing), False
     return _job_view(s.execute(_INSERT_JOB, _new_job(spec, now)).one()), True

@@ -110,6 +110,38 @@ def test_admit_creates_the_job_its_queued_first_step_and_the_event_in_one_go(
     assert started.attempt == 1
 
 
+def test_admit_maps_a_duplicate_to_its_job_after_the_toolchain_changed(store: JobStore) -> None:
+    # The job id includes the toolchain: once a rollout has promoted a new stable (or rolled
+    # back), a late duplicate of an upload gets another id, and must still find its job.
+    first = spec_for(toolchain_id="tc-old")
+    event = EventRecord(
+        bucket=first.bucket,
+        key=first.key,
+        etag=first.etag,
+        size=first.size,
+        event_name="ObjectCreated:Put",
+        event_time=None,
+        record={"eventName": "ObjectCreated:Put"},
+        job_id=None,
+        outcome="created",
+    )
+    job, created = store.admit(first, event, ("probe", "quick"))
+    assert created
+    late = spec_for(toolchain_id="tc-new")
+    assert late.job_id != first.job_id
+    again, created_again = store.admit(late, event, ("probe", "quick"))
+    assert (created_again, again.id, again.toolchain_id) == (False, job.id, "tc-old")
+    assert [j.id for j in store.list_jobs()] == [job.id]
+    assert [(e.job_id, e.outcome) for e in reversed(store.events())] == [
+        (job.id, "created"),
+        (job.id, "duplicate"),
+    ]
+    # Another preset, etag or key of the same upload is another job.
+    other, created_other = store.admit(spec_for(preset="mobile"), event, ("probe", "quick"))
+    assert created_other
+    assert other.id != job.id
+
+
 def test_create_job_racing_duplicates_make_one_job(store: JobStore) -> None:
     spec = spec_for()
     barrier = threading.Barrier(8)

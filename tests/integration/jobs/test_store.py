@@ -24,6 +24,7 @@ from vodforge.jobs import (
     DeadLetterState,
     ErrorInfo,
     EventRecord,
+    JobSpec,
     JobState,
     JobStore,
     OutputRecord,
@@ -71,11 +72,9 @@ def test_create_job_is_idempotent(store: JobStore) -> None:
     assert [j.id for j in store.list_jobs()] == [spec.job_id]
 
 
-def test_admit_creates_the_job_its_queued_first_step_and_the_event_in_one_go(
-    store: JobStore,
-) -> None:
-    spec = spec_for()
-    event = EventRecord(
+def _put_event(spec: JobSpec) -> EventRecord:
+    """The object-created event of ``spec``'s upload, as the dispatcher records it."""
+    return EventRecord(
         bucket=spec.bucket,
         key=spec.key,
         etag=spec.etag,
@@ -86,6 +85,13 @@ def test_admit_creates_the_job_its_queued_first_step_and_the_event_in_one_go(
         job_id=None,
         outcome="created",
     )
+
+
+def test_admit_creates_the_job_its_queued_first_step_and_the_event_in_one_go(
+    store: JobStore,
+) -> None:
+    spec = spec_for()
+    event = _put_event(spec)
     job, created = store.admit(spec, event, ("probe", "quick"))
     assert created
     assert job.state is JobState.QUEUED
@@ -114,17 +120,7 @@ def test_admit_maps_a_duplicate_to_its_job_after_the_toolchain_changed(store: Jo
     # The job id includes the toolchain: once a rollout has promoted a new stable (or rolled
     # back), a late duplicate of an upload gets another id, and must still find its job.
     first = spec_for(toolchain_id="tc-old")
-    event = EventRecord(
-        bucket=first.bucket,
-        key=first.key,
-        etag=first.etag,
-        size=first.size,
-        event_name="ObjectCreated:Put",
-        event_time=None,
-        record={"eventName": "ObjectCreated:Put"},
-        job_id=None,
-        outcome="created",
-    )
+    event = _put_event(first)
     job, created = store.admit(first, event, ("probe", "quick"))
     assert created
     late = spec_for(toolchain_id="tc-new")

@@ -467,7 +467,9 @@ def run_burst(
                 )
         manifest = json.loads(system.rt.store.get_bytes(f"outputs/{job.id}/manifest.json"))
         manifests[key] = manifest
-        ffmpeg_cpu += float(manifest["totals"]["cpu_seconds"])
+        # The calls' own rusage: the manifest's totals of a single-step transcode also count the
+        # worker process's Python CPU while the step ran (other jobs' threads included).
+        ffmpeg_cpu += sum(float(call["cpu_seconds"]) for call in manifest["calls"])
         for kind, agg in manifest["steps"].items():
             ffmpeg_wall.setdefault(kind, []).append(1000 * float(agg["wall_seconds"]))
     steps_table = {

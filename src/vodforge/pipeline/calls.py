@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import av
-
 from vodforge import __version__
 from vodforge.errors import VodforgeError
 from vodforge.media import argv as ffargv
@@ -29,6 +27,7 @@ from vodforge.media.hls import (
     render_master,
     segment_bitrates,
 )
+from vodforge.media.isobmff import avcc_record
 from vodforge.media.plan import JobPlan
 from vodforge.media.previews import render_sprite_vtt
 from vodforge.media.runner import FfmpegCall
@@ -182,11 +181,10 @@ def package_calls(
 
 
 def _video_codecs(init_or_mp4: Path) -> str:
-    with av.open(str(init_or_mp4)) as container:
-        extradata = container.streams.video[0].codec_context.extradata
-    if not extradata:
+    avcc = avcc_record(init_or_mp4.read_bytes())
+    if not avcc:
         raise VodforgeError(f"{init_or_mp4.name}: no avcC in the encoded stream")
-    return codecs_from_avcc(bytes(extradata))
+    return codecs_from_avcc(avcc)
 
 
 def write_master(stage: Path, plan: JobPlan) -> None:

@@ -21,6 +21,7 @@ import json
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -153,28 +154,79 @@ def local_input(ctx: StepContext, ref: JobRef, key: str, into: Path) -> Path:
     return dest
 
 
+class _PlanCache:
+    """The plans of this worker's recent jobs, bounded by size: a plan holds the source's
+    keyframe list, so a two-hour film weighs thousands of times what a short clip does.
+
+    Weight is counted in keyframes and chunks, and the least recently used plans go first when
+    the budget is exceeded. A finished job's plan is dropped at once (``forget``), so in a
+    burst the cache holds the plans of jobs still in flight: their later steps (queued behind
+    every other job's probe) then find the plan instead of probing the source again."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._plans: OrderedDict[tuple[JobRef, str], tuple[JobPlan, int]] = OrderedDict()
+        self._weight = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def weight(plan: JobPlan) -> int:
+        video = plan.info.video
+        return 1 + len(plan.chunks.chunks) + (len(video.keyframes) if video else 0)
+
+    def get(self, key: tuple[JobRef, str]) -> JobPlan | None:
+        with self._lock:
+            entry = self._plans.get(key)
+            if entry is None:
+                return None
+            self._plans.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[JobRef, str], plan: JobPlan) -> None:
+        weight = self.weight(plan)
+        with self._lock:
+            old = self._plans.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]
+            self._plans[key] = (plan, weight)
+            self._weight += weight
+            while self._weight > self.budget and len(self._plans) > 1:
+                _, (_, dropped) = self._plans.popitem(last=False)
+                self._weight -= dropped
+
+    def forget(self, key: tuple[JobRef, str]) -> None:
+        with self._lock:
+            old = self._plans.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+#: ~100k keyframes and chunks: tens of MB at most, tens of thousands of short jobs.
+_PLANS = _PlanCache(budget=100_000)
+
+
 def load_plan(ctx: StepContext, ref: JobRef) -> JobPlan:
     """Probe and plan (pure and deterministic), so every worker derives the same plan. A worker
-    process keeps the last few plans: the steps of one job mostly land on the same process,
-    and probing again (PyAV open + first-frame decode) would be most of a short step's cost."""
+    process keeps the plans of its jobs in flight (``_PlanCache``): the steps of one job mostly
+    land on the same process, and probing again (PyAV open + first-frame decode) would be most
+    of a short step's cost."""
     key = (ref, ctx.store.bucket)
-    with _PLAN_LOCK:
-        cached = _PLANS.get(key)
+    cached = _PLANS.get(key)
     if cached is not None:
         return cached
     info = probe(source_path(ctx, ref))
     preset = load_preset(ref.preset)
     plan = plan_job(info, preset, workers=ref.plan_workers, chunk_seconds=ref.chunk_seconds)
-    with _PLAN_LOCK:
-        _PLANS[key] = plan
-        while len(_PLANS) > _PLAN_CACHE_SIZE:
-            _PLANS.pop(next(iter(_PLANS)))
+    _PLANS.put(key, plan)
     return plan
 
 
-_PLAN_CACHE_SIZE = 64
-_PLANS: dict[tuple[JobRef, str], JobPlan] = {}
-_PLAN_LOCK = threading.Lock()
+def forget_plan(ctx: StepContext, ref: JobRef) -> None:
+    """Drop a finished job's plan from this worker's cache."""
+    _PLANS.forget((ref, ctx.store.bucket))
 
 
 def _run(

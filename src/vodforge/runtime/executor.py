@@ -341,6 +341,7 @@ class StepExecutor:
         finish = self._advance(
             ref, step, t0, cpu, {"manifest": published.manifest_key}, publish=publication
         )
+        steps.forget_plan(self.ctx, ref)  # the job is done: its plan only takes room now
         done = finish.job if finish is not None else None
         if done is not None:
             age = (done.finished_at - done.created_at).total_seconds() if done.finished_at else 0.0

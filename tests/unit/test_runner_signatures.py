@@ -225,6 +225,50 @@ def test_runner_keeps_a_slow_call_that_progresses(tmp_path: Path) -> None:
     assert record.exit_code == 0
 
 
+def test_runner_reads_both_pipes_without_deadlock(tmp_path: Path) -> None:
+    """Far more stderr than a pipe holds, interleaved with progress, and \\r line ends: every
+    byte is kept (as text mode's universal newlines would give it) and every block is seen."""
+    toolchain = fake_ffmpeg(
+        tmp_path,
+        "for i in range(50):\n"
+        "    sys.stderr.write(f'noise {i} ' + 'x' * 4000 + '\\r\\n'); sys.stderr.flush()\n"
+        "    print(f'frame={i}\\nout_time_us={i * 20000}\\nprogress=continue', flush=True)\n"
+        "sys.stderr.write('frame=  50 fps=0.0\\rlast line\\n')\n"
+        "print('progress=end', flush=True)",
+    )
+    seen: list[int] = []
+    record = SubprocessRunner(toolchain, check_drift=False).run(
+        FfmpegCall(step="encode", label="c1", argv=(), media_seconds=1.0),
+        lambda p: seen.append(p.frame),
+    )
+    lines = record.stderr.split("\n")
+    assert len(seen) == 51
+    assert seen[:50] == list(range(50))
+    assert [line.split()[1] for line in lines[:50]] == [str(i) for i in range(50)]
+    assert all(len(line) == len(f"noise {i} ") + 4000 for i, line in enumerate(lines[:50]))
+    assert lines[50:] == ["frame=  50 fps=0.0", "last line", ""]
+
+
+def test_runner_kills_the_call_when_the_progress_callback_fails(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    toolchain = fake_ffmpeg(
+        tmp_path,
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        "print('frame=1\\nout_time_us=1\\nprogress=continue', flush=True)\n"
+        "time.sleep(60)",
+    )
+
+    def explode(progress: object) -> None:
+        raise RuntimeError("observer broke")
+
+    with pytest.raises(RuntimeError, match="observer broke"):
+        SubprocessRunner(toolchain, check_drift=False).run(
+            FfmpegCall(step="encode", label="c1", argv=(), media_seconds=1.0), explode
+        )
+    # Killed and reaped by the runner, not left running for its 60 s.
+    assert not Path(f"/proc/{int(pidfile.read_text())}").exists()
+
+
 def test_die_with_parent_sets_pdeathsig_and_keeps_the_argv(tmp_path: Path) -> None:
     """The child learns to die with its worker (PR_SET_PDEATHSIG = SIGKILL); the recorded argv
     is ffmpeg's own, whatever launcher set the signal."""

@@ -28,22 +28,36 @@ def _number(value: str | None) -> float | None:
         return None
 
 
-def parse_progress(lines: Iterable[str]) -> Iterator[Progress]:
-    """Yield a ``Progress`` at the end of each block; tolerant of garbage and partial blocks."""
-    block: dict[str, str] = {}
-    for raw in lines:
+class ProgressParser:
+    """Incremental form of ``parse_progress``: feed lines as they arrive, get a ``Progress``
+    back at the end of each block (None otherwise)."""
+
+    def __init__(self) -> None:
+        self._block: dict[str, str] = {}
+
+    def feed(self, raw: str) -> Progress | None:
         line = raw.strip()
         if "=" not in line:
-            continue
+            return None
         key, _, value = line.partition("=")
+        block = self._block
         block[key] = value
-        if key == "progress":
-            micros = _number(block.get("out_time_us")) or _number(block.get("out_time_ms"))
-            frame = _number(block.get("frame"))
-            yield Progress(
-                frame=int(frame or 0),
-                out_seconds=max(0.0, (micros or 0.0) / 1_000_000),
-                speed=_number(block.get("speed")),
-                done=value == "end",
-            )
-            block = {}
+        if key != "progress":
+            return None
+        micros = _number(block.get("out_time_us")) or _number(block.get("out_time_ms"))
+        frame = _number(block.get("frame"))
+        self._block = {}
+        return Progress(
+            frame=int(frame or 0),
+            out_seconds=max(0.0, (micros or 0.0) / 1_000_000),
+            speed=_number(block.get("speed")),
+            done=value == "end",
+        )
+
+
+def parse_progress(lines: Iterable[str]) -> Iterator[Progress]:
+    """Yield a ``Progress`` at the end of each block; tolerant of garbage and partial blocks."""
+    parser = ProgressParser()
+    for raw in lines:
+        if (progress := parser.feed(raw)) is not None:
+            yield progress

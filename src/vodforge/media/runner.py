@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vodforge.errors import FfmpegEvidence
-from vodforge.media.progress import Progress, parse_progress
+from vodforge.media.progress import Progress, ProgressParser
 from vodforge.media.signatures import classify
 from vodforge.media.toolchain import Toolchain
 
@@ -102,43 +103,77 @@ def _pdeathsig_launcher() -> tuple[str, ...]:
     return ()
 
 
-class _Watchdog:
-    """Kills the call's process group when it passes its deadline or stops making progress
-    (no ``-progress`` block for ``stall_seconds``: a hung decoder, a blocked pipe)."""
+#: How often the pump wakes with no output at all, to check the deadline and stall limit.
+_PUMP_TICK = 0.5
+_READ_SIZE = 65536
 
-    def __init__(self, pid: int, timeout: float, stall_seconds: float | None) -> None:
-        self.pid = pid
-        self.timeout = timeout
-        self.stall_seconds = stall_seconds
-        self.started = self.last_progress = time.monotonic()
-        self.timed_out = False
-        self.stalled = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"watchdog-{pid}")
 
-    def start(self) -> None:
-        self._thread.start()
+@dataclass
+class _Pumped:
+    """What reading a call's pipes found: its whole stderr, and whether it was killed."""
 
-    def progressed(self) -> None:
-        self.last_progress = time.monotonic()
+    stderr: str = ""
+    timed_out: bool = False
+    stalled: bool = False
 
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
 
-    def _watch(self) -> None:
-        tick = min(0.5, self.stall_seconds / 4) if self.stall_seconds else 0.5
-        while not self._done.wait(tick):
+def _pump(
+    proc: subprocess.Popen[bytes],
+    *,
+    timeout: float,
+    stall_seconds: float | None,
+    on_progress: ProgressCallback | None,
+) -> _Pumped:
+    """Read ffmpeg's ``-progress`` (stdout) and its stderr on the calling thread, one
+    ``select`` loop for both, until both reach EOF; kill the process group when the call passes
+    its deadline or reports no progress block for ``stall_seconds`` (a hung decoder, a blocked
+    pipe). No thread per call: a short job makes six calls, and two threads each cost more
+    than the loop."""
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    result = _Pumped()
+    started = last_progress = time.monotonic()
+    parser = ProgressParser()
+    pending = b""
+    errors: list[bytes] = []
+    killed = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, "out")
+        selector.register(proc.stderr, selectors.EVENT_READ, "err")
+        while selector.get_map():
             now = time.monotonic()
-            if now - self.started > self.timeout:
-                self.timed_out = True
-            elif self.stall_seconds and now - self.last_progress > self.stall_seconds:
-                self.stalled = True
-            else:
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-            return
+            if not killed:
+                if now - started > timeout:
+                    result.timed_out = True
+                elif stall_seconds and now - last_progress > stall_seconds:
+                    result.stalled = True
+                if result.timed_out or result.stalled:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    killed = True  # go on reading: the pipes close as the group dies
+            wait = _PUMP_TICK
+            if not killed:
+                wait = min(wait, max(0.0, started + timeout - now))
+                if stall_seconds:
+                    wait = min(wait, max(0.0, last_progress + stall_seconds - now))
+            for key, _ in selector.select(wait + 0.001):
+                data = os.read(key.fd, _READ_SIZE)
+                if not data:
+                    selector.unregister(key.fileobj)
+                elif key.data == "err":
+                    errors.append(data)
+                else:
+                    *lines, pending = (pending + data).split(b"\n")
+                    for line in lines:
+                        progress = parser.feed(line.decode("utf-8", "replace"))
+                        if progress is not None:
+                            last_progress = time.monotonic()
+                            if on_progress is not None:
+                                on_progress(progress)
+    text = b"".join(errors).decode("utf-8", "replace")
+    # As text mode's universal newlines would: ffmpeg ends some lines with \r.
+    result.stderr = text.replace("\r\n", "\n").replace("\r", "\n")
+    return result
 
 
 class SubprocessRunner:
@@ -186,33 +221,20 @@ class SubprocessRunner:
             stderr=subprocess.PIPE,
             start_new_session=True,  # own process group: a timeout kills everything it started
             preexec_fn=preexec,  # noqa: PLW1509
-            text=True,
-            errors="replace",
         )
         if niceness := self.nice.get(call.step):
             # Just after the spawn (vfork keeps no preexec hook): a few ms at normal priority.
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
-        watchdog = _Watchdog(proc.pid, timeout, self.stall_seconds)
-        stderr_lines: list[str] = []
-        reader = threading.Thread(
-            target=lambda: stderr_lines.extend(proc.stderr or ()), daemon=True
-        )
-        status = 0
+        pumped = _Pumped()
         rusage: Any = None
         try:
-            watchdog.start()
-            reader.start()
-            assert proc.stdout is not None
-            for progress in parse_progress(proc.stdout):
-                watchdog.progressed()
-                if on_progress is not None:
-                    on_progress(progress)
+            pumped = _pump(
+                proc, timeout=timeout, stall_seconds=self.stall_seconds, on_progress=on_progress
+            )
             _, status, rusage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            reader.join()
         finally:
-            watchdog.stop()
             if proc.returncode is None:  # interrupted (Ctrl-C, an exception in a callback)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -222,7 +244,7 @@ class SubprocessRunner:
                     stream.close()
         wall = time.monotonic() - start
         cpu = float(rusage.ru_utime + rusage.ru_stime) if rusage is not None else 0.0
-        stderr = "".join(stderr_lines)
+        stderr = pumped.stderr
         exit_code = proc.returncode if proc.returncode is not None else -1
         record = CallRecord(
             step=call.step,
@@ -235,8 +257,8 @@ class SubprocessRunner:
             started_at=started_at,
             stderr=stderr,
         )
-        if exit_code != 0 or watchdog.timed_out or watchdog.stalled:
-            raise_for_record(record, timed_out=watchdog.timed_out, stalled=watchdog.stalled)
+        if exit_code != 0 or pumped.timed_out or pumped.stalled:
+            raise_for_record(record, timed_out=pumped.timed_out, stalled=pumped.stalled)
         return record
 
 

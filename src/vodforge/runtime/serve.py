@@ -30,6 +30,7 @@ from typing import Any
 from vodforge.errors import ConfigError
 from vodforge.observability.logging import configure, get_logger
 from vodforge.observability.multiproc import prepare_multiprocess_dir
+from vodforge.runtime.datalock import DataDirLock
 from vodforge.settings import Settings
 
 log = get_logger(__name__)
@@ -102,9 +103,15 @@ def serve(
     *,
     workers: int | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM. Writes ``<data>/serve.json`` (pid, port, broker) once ready."""
+    """Run until SIGINT/SIGTERM. Writes ``<data>/serve.json`` (pid, port, broker) once ready.
+    Refuses (``ConfigError``) a data dir another serve is running on (see ``DataDirLock``)."""
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
+    with DataDirLock(data):
+        _serve(settings, data, workers)
+
+
+def _serve(settings: Settings, data: Path, workers: int | None) -> None:
     # Before any metric exists in this process or its children.
     prepare_multiprocess_dir(data / "metrics")
     configure()

@@ -256,3 +256,34 @@ def test_serve_refuses_contradicting_worker_options(serve_dir: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: --no-workers and --workers N contradict"]
     assert "Traceback" not in out.stderr
+
+
+def test_second_serve_on_the_same_data_dir_is_refused(serve_dir: Path) -> None:
+    """Two serves on one data dir would share the broker socket, its AOF and the job store
+    (the second one's broker start removed the first one's socket). The second is refused in
+    one line, and the first keeps serving; once the first is gone (even SIGKILLed, the kernel
+    drops the lock) a new one starts."""
+    first = start_serve(serve_dir, args=("--no-workers",), workers=False)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "vodforge", "serve", "--port", "0", "--no-workers"],
+            env=_env(serve_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode != 0
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert f"another vodforge serve (pid {first.proc.pid}) is running on" in lines[0]
+        assert "Traceback" not in second.stderr
+        with httpx.Client(base_url=f"http://127.0.0.1:{first.port}", timeout=10) as client:
+            assert client.get("/readyz").status_code == 200
+    finally:
+        first.stop(signal.SIGKILL)
+    for p in psutil.process_iter(["cmdline"]):  # the embedded broker dies with its owner
+        if str(serve_dir) in " ".join(p.info["cmdline"] or []):
+            p.wait(10)
+    again = start_serve(serve_dir, "serve-again.log", args=("--no-workers",), workers=False)
+    assert again.stop() == 0

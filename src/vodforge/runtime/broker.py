@@ -45,6 +45,9 @@ class EmbeddedRedis:
         if len(str(self.socket)) > _SUN_PATH_MAX:
             raise ConfigError(f"data dir too deep for a unix socket: {self.socket}")
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.socket.exists() and _answers(self.socket):
+            # Removing its socket would cut that server's clients off mid-job.
+            raise ConfigError(f"a redis-server is already running on {self.socket}")
         self.socket.unlink(missing_ok=True)
         argv = [
             executable,
@@ -94,6 +97,16 @@ class EmbeddedRedis:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+def _answers(socket: Path) -> bool:
+    client = redis.Redis(unix_socket_path=str(socket), socket_timeout=1.0)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False  # a stale socket file of a server that is gone
+    finally:
+        client.close()
 
 
 def wake_key(queue_name: str) -> str:

@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEB_STAMP := web/vendor/.installed
+SPAWN  := $(BIN)/vodforge-pdeathsig
 DATA   ?= var
 BENCH_ARGS ?=
 RUNTIME_BENCH_ARGS ?=
@@ -25,7 +26,7 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-venv: $(STAMP) $(WEB_STAMP)
+venv: $(STAMP) $(WEB_STAMP) $(SPAWN)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/vodforge toolchain check
 	touch $@
+
+# The launcher that makes ffmpeg die with its worker (see tools/pdeathsig.c), static when the C
+# library allows. Without a C compiler it is skipped and the runner uses util-linux's setpriv.
+$(SPAWN): tools/pdeathsig.c $(STAMP)
+	@$(CC) -O2 -static -o $@ $< 2>/dev/null || $(CC) -O2 -o $@ $< \
+		|| echo "note: no C compiler; ffmpeg calls will go through setpriv (slower to spawn)"
 
 # The dashboard's front-end libraries: exact versions from web/package-lock.json (npm ci), their
 # ES module builds copied into web/vendor/ (git-ignored), which the API serves with the page at
@@ -51,7 +58,7 @@ $(WEB_STAMP): web/package-lock.json web/package.json
 
 # `make run`: the whole embedded system (broker, workers, watch folder, HTTP on :8080) with its
 # data under $(DATA). Drop a video into $(DATA)/uploads/incoming/ and watch `vodforge jobs list`.
-run: $(STAMP) $(WEB_STAMP)
+run: $(STAMP) $(WEB_STAMP) $(SPAWN)
 	VODFORGE_DATA_DIR=$(DATA) $(BIN)/vodforge serve
 
 # A one-off local transcode without the runtime: a generated 12 s clip into $(DATA)/demo/out.
@@ -66,7 +73,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: sysdeps web lint typecheck
+test: sysdeps web lint typecheck $(SPAWN)
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -76,10 +83,10 @@ unit: $(STAMP)
 # runtime's dispatch latency and burst throughput against a plain process pool (issue 3).
 bench: bench-ladder bench-runtime bench-api
 
-bench-ladder: $(STAMP)
+bench-ladder: $(STAMP) $(SPAWN)
 	$(PY) bench/ladder.py $(BENCH_ARGS)
 
-bench-runtime: $(STAMP)
+bench-runtime: $(STAMP) $(SPAWN)
 	$(PY) bench/runtime.py $(RUNTIME_BENCH_ARGS)
 
 # The HTTP API's synchronous upload (issue 4): 10 s 720p clip → poster/thumbnails/GIF URLs.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -294,3 +296,43 @@ def test_recording_runner_fake() -> None:
     runner = RecordingRunner()
     runner.run(FfmpegCall(step="encode", label="a", argv=("-i", "x")))
     assert [c.label for c in runner.calls] == ["a"]
+
+
+HELPER = Path(sys.executable).parent / "vodforge-pdeathsig"
+needs_helper = pytest.mark.skipif(
+    not os.access(HELPER, os.X_OK), reason="vodforge-pdeathsig not built (no C compiler)"
+)
+
+
+@needs_helper
+def test_spawn_helper_refuses_when_its_parent_is_not_the_one_named() -> None:
+    out = subprocess.run(
+        [str(HELPER), "1234567", "/bin/echo", "ran"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 127
+    assert out.stdout == ""
+    assert "parent 1234567 is gone" in out.stderr
+
+
+@needs_helper
+def test_spawn_helper_execs_in_place_and_reports_a_missing_program(tmp_path: Path) -> None:
+    me = str(os.getpid())
+    ok = subprocess.run(
+        [str(HELPER), me, "/bin/echo", "a  b", "c"], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0
+    assert ok.stdout == "a  b c\n"  # arguments passed through untouched
+    missing = subprocess.run(
+        [str(HELPER), me, str(tmp_path / "nope")], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 127
+    assert "No such file or directory" in missing.stderr
+
+
+def test_runner_uses_the_spawn_helper_when_built(tmp_path: Path) -> None:
+    toolchain = fake_ffmpeg(tmp_path, "sys.stderr.write(f'ppid={os.getppid()}\\n')")
+    record = SubprocessRunner(toolchain, check_drift=False, die_with_parent=True).run(
+        FfmpegCall(step="encode", label="c1", argv=())
+    )
+    # exec in place: the fake's parent is this process, whichever launcher set the signal
+    assert f"ppid={os.getpid()}" in record.stderr

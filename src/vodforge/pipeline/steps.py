@@ -366,19 +366,25 @@ def _already_published(ctx: StepContext, ref: JobRef) -> Published | None:
     return Published(key, list(manifest["outputs"]), manifest)
 
 
-def _publish(
-    ctx: StepContext, ref: JobRef, files: list[tuple[str, Path]], manifest: dict[str, Any]
-) -> str:
-    """Outputs into the store, then manifest.json last: its presence means everything it lists
-    is there. Compact JSON: json's C encoder only runs without indent."""
+def _publish_outputs(ctx: StepContext, files: list[tuple[str, Path]]) -> list[str]:
+    """Put a job's verified outputs into the store; returns their sha256s (in order), computed
+    once, from the bytes stored. A LocalStore takes the files by rename (they are ours to give)
+    and its etag is their sha256."""
     if isinstance(ctx.store, LocalStore):
-        ctx.store.move_in_many(files)  # renames: the files are ours to give
-    else:
-        for key, path in files:
-            if isinstance(ctx.store, SupportsMoveIn):
-                ctx.store.move_in(key, path)
-            else:
-                ctx.store.put_file(key, path)
+        return [info.etag for info in ctx.store.move_in_many(files)]
+    digests = []
+    for key, path in files:
+        digests.append(sha256_file(path))
+        if isinstance(ctx.store, SupportsMoveIn):
+            ctx.store.move_in(key, path)
+        else:
+            ctx.store.put_file(key, path)
+    return digests
+
+
+def _write_manifest(ctx: StepContext, ref: JobRef, manifest: dict[str, Any]) -> str:
+    """manifest.json, written after every output it lists: its presence means they are all
+    there. Compact JSON: json's C encoder only runs without indent."""
     key = f"{ref.outputs}manifest.json"
     ctx.store.put_bytes(
         key, json.dumps(manifest, separators=(",", ":")).encode(), content_type="application/json"
@@ -435,12 +441,17 @@ def run_transcode(
             plan=plan,
             write_manifest=False,
         )
-        outputs = []
-        files = []
-        for entry in result.manifest["outputs"]:
-            out_key = ref.outputs + str(entry["key"])
-            files.append((out_key, result.out_dir / str(entry["key"])))
-            outputs.append({**entry, "key": out_key, "kind": str(entry["key"]).split("/")[0]})
+        files = [
+            (ref.outputs + str(entry["key"]), result.out_dir / str(entry["key"]))
+            for entry in result.manifest["outputs"]
+        ]
+        digests = _publish_outputs(ctx, files)
+        outputs = [
+            {**entry, "key": out_key, "sha256": digest, "kind": str(entry["key"]).split("/")[0]}
+            for entry, (out_key, _), digest in zip(
+                result.manifest["outputs"], files, digests, strict=True
+            )
+        ]
         manifest = dict(result.manifest)
         manifest["source"] = {
             **{k: v for k, v in manifest["source"].items() if k != "path"},
@@ -449,7 +460,7 @@ def run_transcode(
             "etag": source_etag,
         }
         manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
-        key = _publish(ctx, ref, files, manifest)
+        key = _write_manifest(ctx, ref, manifest)
     return Published(key, outputs, manifest, result.records)
 
 
@@ -478,20 +489,22 @@ def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) 
             host=ctx.host,
         )
         ctx.store.delete(f"{ref.outputs}manifest.json")
-        outputs = []
         files = []
+        sizes = {}
         for path in sorted(p for p in final.rglob("*") if p.is_file()):
-            rel = path.relative_to(final).as_posix()
-            out_key = ref.outputs + rel
+            out_key = ref.outputs + path.relative_to(final).as_posix()
             files.append((out_key, path))
-            outputs.append(
-                {
-                    "key": out_key,
-                    "size": path.stat().st_size,
-                    "sha256": sha256_file(path),
-                    "kind": rel.split("/")[0],
-                }
-            )
+            sizes[out_key] = path.stat().st_size
+        digests = _publish_outputs(ctx, files)
+        outputs = [
+            {
+                "key": out_key,
+                "size": sizes[out_key],
+                "sha256": digest,
+                "kind": out_key.removeprefix(ref.outputs).split("/")[0],
+            }
+            for (out_key, _), digest in zip(files, digests, strict=True)
+        ]
         steps: dict[str, dict[str, float]] = {}
         for r in records:
             s = steps.setdefault(
@@ -508,7 +521,7 @@ def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) 
             "totals": {"cpu_seconds": round(sum(s["cpu_seconds"] for s in steps.values()), 3)},
             "outputs": outputs,
         }
-        key = _publish(ctx, ref, files, manifest)
+        key = _write_manifest(ctx, ref, manifest)
     ctx.store.delete_prefix(ref.work)
     shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)
     return Published(key, outputs, manifest)

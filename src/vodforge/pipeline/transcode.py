@@ -123,7 +123,9 @@ def transcode(
     write_manifest: bool = True,
 ) -> TranscodeResult:
     """``plan``: already made from this source and preset (the runtime's probe step did).
-    ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest."""
+    ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest; the
+    outputs in the returned manifest then carry no ``sha256`` (the publisher hashes them as it
+    stores them, once)."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -351,7 +353,10 @@ def _finish_manifest(
         rel = path.relative_to(out_dir).as_posix()
         if rel == "manifest.json" or rel.startswith("."):
             continue
-        outputs.append({"key": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
+        entry: dict[str, Any] = {"key": rel, "size": path.stat().st_size}
+        if write:
+            entry["sha256"] = sha256_file(path)
+        outputs.append(entry)
     manifest = dict(manifest)
     manifest["source"] = dict(manifest["source"], sha256=sha256_file(source))
     manifest["toolchain"] = toolchain_fingerprint

@@ -495,9 +495,10 @@ class LocalStore:
 
     def move_in_many(self, items: Sequence[tuple[str, Path]]) -> list[ObjectInfo]:
         """``move_in`` for a set of files the caller owns outright (a job's outputs, made in
-        its private scratch folder): each is hashed and fsynced in place, then renamed straight
-        to its key; the fsyncs of the files, and then of their directories, run concurrently
-        so they share journal commits instead of queueing one after another.
+        its private scratch folder), returning their infos in the order given: each is hashed
+        and fsynced in place, then renamed straight to its key; the fsyncs of the files, and
+        then of their directories, run concurrently so they share journal commits instead of
+        queueing one after another.
 
         Sidecars are not written here: ``stat`` rehashes an object without one (once) and
         writes it then. Publishing is the hot path of every job, and its etags go into the

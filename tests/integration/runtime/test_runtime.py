@@ -3,6 +3,7 @@ jobs, jobs run their steps on two lanes, failures retry or dead-letter, replays 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -106,6 +107,8 @@ def test_upload_event_runs_the_whole_job(harness: HarnessFactory, sample: Sample
     assert manifest["verification"]["ok"] is True
     assert manifest["toolchain"]["id"] == h.runtime.toolchain.id if h.runtime.toolchain else True
     assert {c["step"] for c in manifest["calls"]} >= {"encode", "audio", "previews", "package"}
+    for o in manifest["outputs"]:
+        assert hashlib.sha256(store.get_bytes(o["key"])).hexdigest() == o["sha256"], o["key"]
     outputs = {o.key for o in h.runtime.jobs.outputs(job.id)}
     assert f"outputs/{job.id}/hls/master.m3u8" in outputs
     assert job.manifest_key == f"outputs/{job.id}/manifest.json"
@@ -130,7 +133,9 @@ def test_a_single_chunk_job_runs_as_one_step(
     keys = {o.key for o in store.list(f"outputs/{job.id}/")}
     assert {o["key"] for o in manifest["outputs"]} | {f"outputs/{job.id}/manifest.json"} == keys
     for o in manifest["outputs"]:
-        assert store.stat(o["key"]).size == o["size"]
+        data = store.get_bytes(o["key"])
+        assert len(data) == o["size"]
+        assert hashlib.sha256(data).hexdigest() == o["sha256"], o["key"]
     assert not list(store.list(f"work/{job.id}/"))
 
 

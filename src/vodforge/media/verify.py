@@ -20,7 +20,6 @@ import io
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
@@ -38,6 +37,7 @@ from vodforge.media.hls import (
     extinf_fits_target,
     parse_media_playlist,
 )
+from vodforge.media.pool import BoundedLane
 
 __all__ = [
     "STRICT_DECODER_OPTIONS",
@@ -856,14 +856,14 @@ def verify_outputs(
         ]
 
     parts: dict[str, _Partial] = {"hls.master": master}
-    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="verify") as pool:
-        futures = [(name, pool.submit(job)) for name, job in jobs]
-        for name, future in futures:
-            try:
-                parts[name] = future.result()
-            except Exception as exc:  # a verifier bug must fail the job, not publish it
-                parts[name] = _Partial()
-                parts[name].add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
+    lane = BoundedLane(max(1, max_workers))
+    futures = [(name, lane.submit(job)) for name, job in jobs]
+    for name, future in futures:
+        try:
+            parts[name] = future.result()
+        except Exception as exc:  # a verifier bug must fail the job, not publish it
+            parts[name] = _Partial()
+            parts[name].add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
     if hls and mp4:
         parts["packets"] = _match_packets(rungs, parts)
 

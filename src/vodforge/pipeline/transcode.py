@@ -15,13 +15,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from vodforge.media.chunks import Chunk
 from vodforge.media.plan import JobPlan, plan_job
+from vodforge.media.pool import BoundedLane
 from vodforge.media.presets import Preset
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
@@ -226,11 +227,10 @@ def _run(
     # decoded (strictly, every frame of every rung) on the verify lane while the others are
     # still encoding, which fills the idle core of the last chunks instead of adding a tail.
     decodes: dict[tuple[int, str], Future[SegmentDecode]] = {}
-    with (
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vodforge-long") as pool,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="vodforge-quick") as quick,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vodforge-verify") as checks,
-    ):
+    # Bounded lanes over the process's shared pool: the concurrency of per-job executors,
+    # without starting and joining their threads for every job (see media.pool).
+    pool, quick, checks = BoundedLane(workers), BoundedLane(1), BoundedLane(workers)
+    try:
 
         def encode(call: FfmpegCall, chunk: Chunk) -> CallRecord:
             record = _call(runner, recorder, observer, call)
@@ -247,6 +247,9 @@ def _run(
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
         _gather(pool.submit(_call, runner, recorder, observer, c) for c in package)
         upstream, chunk_checks = _upstream(plan, decodes)
+    finally:
+        for lane in (pool, quick, checks):  # encodes first: they submit the decodes
+            lane.drain()
 
     calls.write_master(stage, plan)
     shutil.rmtree(work)

@@ -47,6 +47,7 @@ from vodforge.jobs import (
     Publication,
     StepFinish,
 )
+from vodforge.media.pool import shared_pool
 from vodforge.media.runner import CallRecord
 from vodforge.media.toolchain import Toolchain
 from vodforge.observability import metrics
@@ -208,9 +209,13 @@ class StepExecutor:
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT_SECONDS):
-                self.jobs.heartbeat(ref.job_id, step, progress=fraction[0])
+                try:
+                    self.jobs.heartbeat(ref.job_id, step, progress=fraction[0])
+                except Exception as exc:  # a missed beat is not the step's failure
+                    log.warning("heartbeat not recorded", error=repr(exc))
 
-        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{step}").start()
+        # On the process's shared pool, not a thread of its own per step (see media.pool).
+        shared_pool().submit(beat)
 
         def sink(value: float) -> None:
             fraction[0] = value

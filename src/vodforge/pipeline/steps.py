@@ -461,6 +461,9 @@ def run_transcode(
         }
         manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
         key = _write_manifest(ctx, ref, manifest)
+    # The job's only step after the probe: its scratch folder goes now, not at the janitor's
+    # next sweep an hour later (a burst left one empty folder per job behind).
+    shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)
     return Published(key, outputs, manifest, result.records)
 
 

@@ -137,6 +137,7 @@ def test_a_single_chunk_job_runs_as_one_step(
         assert len(data) == o["size"]
         assert hashlib.sha256(data).hexdigest() == o["sha256"], o["key"]
     assert not list(store.list(f"work/{job.id}/"))
+    assert not (h.settings.data_dir / "scratch" / job.id).exists()
 
 
 def test_duplicate_event_maps_to_one_job(harness: HarnessFactory, sample: SampleFactory) -> None:

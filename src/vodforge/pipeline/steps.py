@@ -18,6 +18,7 @@ Keys of job ``J``::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -131,6 +132,18 @@ def _workdir(ctx: StepContext, ref: JobRef, name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+#: Under the scratch folder: one reusable folder per worker thread (see ``thread_slot``).
+SLOTS = ".slots"
+
+
+def thread_slot(ctx: StepContext) -> Path:
+    """This thread's reusable scratch folder for single-step transcodes: the job's directory
+    tree is made once and kept (``transcode(in_place=True)``), since each new directory costs
+    0.15-0.35 ms of system time on ext4. A thread runs one step at a time, so nothing else
+    writes here; the janitor removes the slots of processes that are gone."""
+    return ctx.scratch / SLOTS / f"{os.getpid()}-{threading.get_ident()}"
 
 
 def source_path(ctx: StepContext, ref: JobRef) -> Path:
@@ -425,13 +438,14 @@ def run_transcode(
     previews, package, verify) in scratch, then publish under ``outputs/J/``, manifest last."""
     if (done := _already_published(ctx, ref)) is not None:
         return done
-    from vodforge.pipeline.transcode import transcode  # noqa: PLC0415 — transcode imports calls
+    from vodforge.pipeline.transcode import clear_files, transcode  # noqa: PLC0415 — imports calls
 
     plan = load_plan(ctx, ref)
-    with _workdir(ctx, ref, dag.TRANSCODE) as work:
+    slot = thread_slot(ctx)
+    try:
         result = transcode(
             source_path(ctx, ref),
-            work / "out",
+            slot,
             preset=plan.preset,
             runner=ctx.runner,
             toolchain_fingerprint=ctx.toolchain_fingerprint,
@@ -440,6 +454,7 @@ def run_transcode(
             observer=_StepProgress(progress),
             plan=plan,
             write_manifest=False,
+            in_place=True,
         )
         files = [
             (ref.outputs + str(entry["key"]), result.out_dir / str(entry["key"]))
@@ -461,6 +476,8 @@ def run_transcode(
         }
         manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
         key = _write_manifest(ctx, ref, manifest)
+    finally:
+        clear_files(slot)  # what a store that copies (S3) or a failure left behind
     # The job's only step after the probe: its scratch folder goes now, not at the janitor's
     # next sweep an hour later (a burst left one empty folder per job behind).
     shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)

@@ -8,6 +8,7 @@ passed, so a failed or interrupted job never leaves half an output that looks fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -122,11 +123,17 @@ def transcode(
     observer: TranscodeObserver | None = None,
     plan: JobPlan | None = None,
     write_manifest: bool = True,
+    in_place: bool = False,
 ) -> TranscodeResult:
     """``plan``: already made from this source and preset (the runtime's probe step did).
     ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest; the
     outputs in the returned manifest then carry no ``sha256`` (the publisher hashes them as it
-    stores them, once)."""
+    stores them, once).
+
+    ``in_place``: ``out_dir`` is a private folder the caller reuses job after job (a runtime
+    worker's per-thread slot) and publishes from itself: the job is staged right in it, and its
+    directories are kept for the next job, only files are removed (a crashed run's first).
+    Creating a directory costs 0.15-0.35 ms of system time on ext4, and a job makes ten."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -138,16 +145,28 @@ def transcode(
         plan = plan_job(info, preset, workers=workers, chunk_seconds=chunk_seconds)
         recorder.add_inprocess("probe", time.monotonic() - t0, time.process_time() - c0)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
-    work = stage / "_work"
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        (work / "chunks").mkdir(parents=True)
-        manifest, report = _run(source, stage, work, plan, runner, recorder, observer, workers)
-        _publish(stage, out_dir)
-    finally:
+    if in_place:
+        clear_files(out_dir)
+        work = out_dir / "_work"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            manifest, report = _run(
+                source, out_dir, work, plan, runner, recorder, observer, workers, keep_dirs=True
+            )
+        except BaseException:
+            clear_files(out_dir)
+            raise
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
+        work = stage / "_work"
         shutil.rmtree(stage, ignore_errors=True)
+        try:
+            work.mkdir(parents=True)
+            manifest, report = _run(source, stage, work, plan, runner, recorder, observer, workers)
+            _publish(stage, out_dir)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     wall = time.monotonic() - wall0
     cpu = (time.process_time() - cpu0) + sum(r.cpu_seconds for r in recorder.records)
@@ -189,14 +208,17 @@ def _run(
     recorder: _Recorder,
     observer: TranscodeObserver,
     workers: int,
+    *,
+    keep_dirs: bool = False,
 ) -> tuple[dict[str, Any], VerificationReport]:
-    """Encode, package and verify into ``stage``; return the manifest so far and the report."""
+    """Encode, package and verify into ``stage``; return the manifest so far and the report.
+    ``keep_dirs``: empty ``work`` of its files but keep the folder (see ``transcode``)."""
     threads = max(1, default_workers() // workers)
-    chunk_files = calls.chunk_files(plan, work / "chunks")
+    chunk_files = calls.chunk_files(plan, work)
     audio_file = work / "audio.m4a" if plan.has_audio else None
     previews_dir = stage / "previews"
     if plan.previews is not None:
-        previews_dir.mkdir(parents=True)
+        previews_dir.mkdir(parents=True, exist_ok=True)
 
     # Longest chunk first: less idle tail when the pool drains.
     long_calls = [
@@ -252,7 +274,10 @@ def _run(
             lane.drain()
 
     calls.write_master(stage, plan)
-    shutil.rmtree(work)
+    if keep_dirs:
+        clear_files(work)
+    else:
+        shutil.rmtree(work)
 
     t0, c0 = time.monotonic(), time.process_time()
     report = calls.verify_stage(stage, plan, max_workers=workers, upstream=upstream)
@@ -262,6 +287,22 @@ def _run(
     report.raise_for_failures()
     head = calls.manifest_head({"path": str(source)}, plan, report, host=socket.gethostname())
     return head, report
+
+
+def clear_files(root: Path) -> None:
+    """Remove every file under ``root`` (symlinks included, never followed), keep the folders;
+    a missing ``root`` is created."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        root.mkdir(parents=True, exist_ok=True)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            clear_files(Path(entry.path))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def _decode_chunk(path: Path, recorder: _Recorder) -> SegmentDecode:

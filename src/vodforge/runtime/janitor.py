@@ -3,10 +3,13 @@
 A step works in ``<data>/scratch/<job>/``; the job's last step removes it, but only on the host
 where that step ran. Folders of jobs that ended elsewhere, or that a crash interrupted, are
 removed here once their job is over (or unknown) and nothing has touched them for a while.
+Single-step transcodes work in per-thread slots, ``<data>/scratch/.slots/<pid>-<thread>/``, kept
+from job to job; the slots of worker processes that are gone are removed here too.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 from vodforge.errors import JobNotFound
 from vodforge.jobs import JobStore
 from vodforge.observability.logging import get_logger
+from vodforge.pipeline.steps import SLOTS
 
 log = get_logger(__name__)
 
@@ -32,7 +36,8 @@ def sweep_scratch(
     removed: list[str] = []
     if not scratch.is_dir():
         return removed
-    for folder in sorted(p for p in scratch.iterdir() if p.is_dir()):
+    _sweep_slots(scratch / SLOTS)
+    for folder in sorted(p for p in scratch.iterdir() if p.is_dir() and p.name != SLOTS):
         try:
             age = now() - folder.stat().st_mtime
         except FileNotFoundError:
@@ -49,6 +54,28 @@ def sweep_scratch(
     if removed:
         log.info("scratch swept", jobs=len(removed))
     return removed
+
+
+def _sweep_slots(slots: Path) -> None:
+    """Remove the slots of processes that no longer exist (a restarted or crashed worker)."""
+    if not slots.is_dir():
+        return
+    for slot in slots.iterdir():
+        pid_text = slot.name.split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(slot, ignore_errors=True)
+        log.info("scratch slot of a gone process removed", slot=slot.name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def run_janitor(

@@ -138,6 +138,38 @@ def test_a_single_chunk_job_runs_as_one_step(
         assert hashlib.sha256(data).hexdigest() == o["sha256"], o["key"]
     assert not list(store.list(f"work/{job.id}/"))
     assert not (h.settings.data_dir / "scratch" / job.id).exists()
+    # It ran in its worker thread's slot, which keeps its folders and no file.
+    slots = h.settings.data_dir / "scratch" / ".slots"
+    assert [p for p in slots.rglob("*") if not p.is_dir()] == []
+    assert any(p.name == "hls" for p in slots.rglob("*"))
+
+
+def test_single_step_jobs_reuse_a_slot_and_clear_leftovers(
+    harness: HarnessFactory, sample: SampleFactory
+) -> None:
+    """A slot keeps its directories from job to job; files a crashed run left in it (a
+    half-written segment, a stale chunk) are gone before the next job stages there, and
+    none of them is published."""
+    h = harness(long_concurrency=1)  # one long-lane thread: both jobs use the same slot
+    h.upload(sample("hd_audio", seconds=1, size=(320, 180)), "uploads/one.mp4")
+    first = h.wait(h.job_for("uploads/one.mp4").id)
+    assert first.state == JobState.SUCCEEDED, first.error_message
+    slots = sorted((h.settings.data_dir / "scratch" / ".slots").iterdir())
+    assert len(slots) == 1
+    for slot in slots:
+        (slot / "hls" / "180p").mkdir(parents=True, exist_ok=True)
+        (slot / "hls" / "180p" / "seg_99999.m4s").write_bytes(b"half a segment")
+        (slot / "_work").mkdir(exist_ok=True)
+        (slot / "_work" / "stale.mp4").write_bytes(b"stale")
+    h.upload(sample("hd_audio", seconds=1, size=(320, 180)), "uploads/two.mp4")
+    second = h.wait(h.job_for("uploads/two.mp4").id)
+    assert second.state == JobState.SUCCEEDED, second.error_message
+    keys = {o.key for o in h.runtime.store.list(f"outputs/{second.id}/")}
+    assert not any("seg_99999" in k or "stale" in k for k in keys)
+    manifest = json.loads(h.runtime.store.get_bytes(f"outputs/{second.id}/manifest.json"))
+    assert {o["key"] for o in manifest["outputs"]} | {f"outputs/{second.id}/manifest.json"} == keys
+    for slot in slots:
+        assert [p for p in slot.rglob("*") if not p.is_dir()] == []
 
 
 def test_duplicate_event_maps_to_one_job(harness: HarnessFactory, sample: SampleFactory) -> None:
@@ -355,3 +387,20 @@ def test_janitor_sweeps_scratch_of_ended_and_unknown_jobs(
     assert (scratch / "fresh-unknown").exists()
     h.runtime.jobs.cancel_job(live.id)
     assert sweep_scratch(scratch, h.runtime.jobs) == [live.id]
+
+
+def test_janitor_keeps_live_slots_and_removes_those_of_gone_processes(
+    harness: HarnessFactory, tmp_path: Path
+) -> None:
+    h = harness(workers=False)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    slots = tmp_path / "scratch" / ".slots"
+    mine, theirs = slots / f"{os.getpid()}-1", slots / f"{gone.pid}-1"
+    for slot in (mine, theirs):
+        (slot / "hls").mkdir(parents=True)
+    old = time.time() - 7200
+    os.utime(slots, (old, old))  # old as a folder: still never taken for a job's
+    assert sweep_scratch(tmp_path / "scratch", h.runtime.jobs) == []
+    assert (mine / "hls").is_dir()
+    assert not theirs.exists()

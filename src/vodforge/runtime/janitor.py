@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pathlib import Path
 from vodforge.errors import JobNotFound
 from vodforge.jobs import JobStore
 from vodforge.observability.logging import get_logger
-from vodforge.pipeline.steps import SLOTS
+from vodforge.pipeline.steps import SLOTS, slot_owner
 
 log = get_logger(__name__)
 
@@ -57,12 +58,14 @@ def sweep_scratch(
 
 
 def _sweep_slots(slots: Path) -> None:
-    """Remove the slots of processes that no longer exist (a restarted or crashed worker)."""
+    """Remove this host's slots of processes that no longer exist (a restarted or crashed
+    worker); another host's are for its own janitor."""
     if not slots.is_dir():
         return
+    host = socket.gethostname()
     for slot in slots.iterdir():
-        pid_text = slot.name.split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        owner = slot_owner(slot.name)
+        if owner is None or owner[0] != host or _alive(owner[1]):
             continue
         shutil.rmtree(slot, ignore_errors=True)
         log.info("scratch slot of a gone process removed", slot=slot.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from vodforge.errors import InvalidKey
 from vodforge.jobs import JobState, StepState
 from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
 from vodforge.media.toolchain import Toolchain
+from vodforge.pipeline.steps import slot_name
 from vodforge.runtime.control import replay_dead_letter
 from vodforge.runtime.janitor import sweep_scratch
 from vodforge.runtime.reaper import Reaper
@@ -396,11 +398,15 @@ def test_janitor_keeps_live_slots_and_removes_those_of_gone_processes(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     slots = tmp_path / "scratch" / ".slots"
-    mine, theirs = slots / f"{os.getpid()}-1", slots / f"{gone.pid}-1"
-    for slot in (mine, theirs):
+    host = socket.gethostname()
+    mine = slots / slot_name(host, os.getpid(), 1)
+    gone_here = slots / slot_name(host, gone.pid, 1)
+    other_host = slots / slot_name("elsewhere-7", gone.pid, 1)
+    for slot in (mine, gone_here, other_host):
         (slot / "hls").mkdir(parents=True)
     old = time.time() - 7200
     os.utime(slots, (old, old))  # old as a folder: still never taken for a job's
     assert sweep_scratch(tmp_path / "scratch", h.runtime.jobs) == []
     assert (mine / "hls").is_dir()
-    assert not theirs.exists()
+    assert not gone_here.exists()
+    assert other_host.exists()  # its pid means nothing here: its own janitor decides

@@ -8,13 +8,15 @@ takes bounded views of it (``BoundedLane``): a lane runs at most ``limit`` of it
 queueing the rest in order, exactly like the per-job executor it replaces, without blocking the
 submitter or holding a pool thread while it waits.
 
-No task may wait on another task of the shared pool (deadlock): tasks here run one ffmpeg call
-or one decode, and only the job's own thread waits on their futures.
+No task may wait on another task of the shared pool, nor block for long (deadlock once the pool
+is full): tasks here run one ffmpeg call or one decode, and only the job's own thread waits on
+their futures. Heartbeats have a thread of their own for that reason (runtime.heartbeats).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -26,8 +28,9 @@ __all__ = ["BoundedLane", "shared_pool"]
 T = TypeVar("T")
 
 #: Threads the shared pool may grow to; lanes bound what each job uses, so this only caps the
-#: sum over concurrent jobs (each long-lane step runs a few calls and decodes at a time).
-MAX_THREADS = 64
+#: sum over concurrent jobs (each long-lane step runs a few calls and decodes at a time). Tasks
+#: past the cap wait their turn; none of them waits on another, so that cannot deadlock.
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()

@@ -23,9 +23,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,13 +47,13 @@ from vodforge.jobs import (
     Publication,
     StepFinish,
 )
-from vodforge.media.pool import shared_pool
 from vodforge.media.runner import CallRecord
 from vodforge.media.toolchain import Toolchain
 from vodforge.observability import metrics
 from vodforge.observability.logging import bind_step, get_logger
 from vodforge.pipeline import dag, steps
 from vodforge.pipeline.dag import Lane
+from vodforge.runtime.heartbeats import Beat, Heartbeats
 
 if TYPE_CHECKING:
     from vodforge.runtime.toolchains import ToolchainPool
@@ -117,6 +117,13 @@ class StepExecutor:
     backoff: Callable[[int], int] = default_backoff
     #: Every registered toolchain (None: only ``ctx``/``toolchain``, as in tests with a fake).
     pool: ToolchainPool | None = None
+    heartbeats: Heartbeats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeats = Heartbeats(
+            lambda job_id, step, progress: self.jobs.heartbeat(job_id, step, progress=progress),
+            interval=HEARTBEAT_SECONDS,
+        )
 
     # -----------------------------------------------------------------------------------------
 
@@ -198,38 +205,17 @@ class StepExecutor:
         if self.jobs.release_step(ref.job_id, step, worker=self.worker, reason=reason):
             self.sender.send(dag.lane_of(step), message, delay_ms=REFUSAL_DELAY_MS)
 
-    def _heartbeat(
-        self, ref: steps.JobRef, step: str
-    ) -> tuple[steps.ProgressSink, threading.Event]:
-        """A progress sink that writes to the job store at most every HEARTBEAT_SECONDS, plus a
-        background beat so a step without progress output still shows it is alive."""
-        stop = threading.Event()
-        last = [time.monotonic()]  # start_step just wrote the step's first sign of life
-        fraction = [0.0]
-
-        def beat() -> None:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                try:
-                    self.jobs.heartbeat(ref.job_id, step, progress=fraction[0])
-                except Exception as exc:  # a missed beat is not the step's failure
-                    log.warning("heartbeat not recorded", error=repr(exc))
-
-        # On the process's shared pool, not a thread of its own per step (see media.pool).
-        shared_pool().submit(beat)
-
-        def sink(value: float) -> None:
-            fraction[0] = value
-            now = time.monotonic()
-            if now - last[0] >= HEARTBEAT_SECONDS:
-                last[0] = now
-                self.jobs.heartbeat(ref.job_id, step, progress=value)
-
-        return sink, stop
+    def _heartbeat(self, ref: steps.JobRef, step: str) -> tuple[steps.ProgressSink, Beat]:
+        """A progress sink for the step; it writes to the job store at most every
+        HEARTBEAT_SECONDS, and the process's heartbeat thread beats for a step without progress
+        output so it still shows it is alive."""
+        beat = self.heartbeats.start(ref.job_id, step)
+        return functools.partial(self.heartbeats.progress, beat), beat
 
     def _run(
         self, ref: steps.JobRef, step: str, ctx: steps.StepContext, job: JobView
     ) -> list[CallRecord]:
-        sink, stop = self._heartbeat(ref, step)
+        sink, beat = self._heartbeat(ref, step)
         t0 = time.monotonic()
         try:
             if step == dag.PROBE:
@@ -249,7 +235,7 @@ class StepExecutor:
             else:
                 raise VodforgeError(f"unknown step {step!r}")
         finally:
-            stop.set()
+            self.heartbeats.stop(beat)
         self._advance(ref, step, t0, result.cpu_seconds, result.outputs)
         return result.records
 

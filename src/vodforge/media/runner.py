@@ -221,8 +221,8 @@ class SubprocessRunner:
             self.toolchain.verify_unchanged()
         argv = (str(self.toolchain.path), *call.argv)
         timeout = self.deadline.for_call(call)
-        # util-linux's setpriv sets PR_SET_PDEATHSIG and execs ffmpeg (same pid), so Python can
-        # spawn with vfork; a preexec_fn would force a full fork of a large worker process.
+        # The launcher (vodforge-pdeathsig or setpriv) sets PR_SET_PDEATHSIG and execs ffmpeg
+        # (same pid), so Python can spawn with vfork; a preexec_fn would force a full fork.
         launch = (*self._launcher(), *argv) if self._launcher else argv
         preexec = die_with_parent if self.die_with_parent and not self._launcher else None
         started_at = time.time()

@@ -132,7 +132,8 @@ def transcode(
 
     ``in_place``: ``out_dir`` is a private folder the caller reuses job after job (a runtime
     worker's per-thread slot) and publishes from itself: the job is staged right in it, and its
-    directories are kept for the next job, only files are removed (a crashed run's first).
+    directories are kept for the next job, only files are removed: a crashed run's first, and
+    the caller's (``clear_files``) once it has published or failed.
     Creating a directory costs 0.15-0.35 ms of system time on ext4, and a job makes ten."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
@@ -149,13 +150,10 @@ def transcode(
         clear_files(out_dir)
         work = out_dir / "_work"
         work.mkdir(parents=True, exist_ok=True)
-        try:
-            manifest, report = _run(
-                source, out_dir, work, plan, runner, recorder, observer, workers, keep_dirs=True
-            )
-        except BaseException:
-            clear_files(out_dir)
-            raise
+        # On failure the caller clears the slot, as it does after publishing from it.
+        manifest, report = _run(
+            source, out_dir, work, plan, runner, recorder, observer, workers, keep_dirs=True
+        )
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"

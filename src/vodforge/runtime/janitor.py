@@ -3,19 +3,20 @@
 A step works in ``<data>/scratch/<job>/``; the job's last step removes it, but only on the host
 where that step ran. Folders of jobs that ended elsewhere, or that a crash interrupted, are
 removed here once their job is over (or unknown) and nothing has touched them for a while.
-Single-step transcodes work in per-thread slots, ``<data>/scratch/.slots/<pid>-<thread>/``, kept
-from job to job; the slots of worker processes that are gone are removed here too.
+Single-step transcodes work in per-thread slots, ``<data>/scratch/.slots/<host>-<pid>-<thread>/``,
+kept from job to job; this host's slots of worker processes that are gone are removed here too.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from vodforge.errors import JobNotFound
 from vodforge.jobs import JobStore
@@ -65,20 +66,10 @@ def _sweep_slots(slots: Path) -> None:
     host = socket.gethostname()
     for slot in slots.iterdir():
         owner = slot_owner(slot.name)
-        if owner is None or owner[0] != host or _alive(owner[1]):
+        if owner is None or owner[0] != host or psutil.pid_exists(owner[1]):
             continue
         shutil.rmtree(slot, ignore_errors=True)
         log.info("scratch slot of a gone process removed", slot=slot.name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: not ours to judge
-    return True
 
 
 def run_janitor(

@@ -244,15 +244,20 @@ def test_serve_no_workers_runs_the_api_alone(serve_dir: Path) -> None:
         assert served.stop() == 0
 
 
-def test_serve_refuses_contradicting_worker_options(serve_dir: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "vodforge", "serve", "--no-workers", "--workers", "2"],
-        env=_env(serve_dir),
+def _serve_once(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vodforge serve ARGS`` expected to refuse at once: its exit and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "vodforge", "serve", *args],
+        env=_env(data),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_serve_refuses_contradicting_worker_options(serve_dir: Path) -> None:
+    out = _serve_once(serve_dir, "--no-workers", "--workers", "2")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: --no-workers and --workers N contradict"]
     assert "Traceback" not in out.stderr
@@ -265,14 +270,7 @@ def test_second_serve_on_the_same_data_dir_is_refused(serve_dir: Path) -> None:
     drops the lock) a new one starts."""
     first = start_serve(serve_dir, args=("--no-workers",), workers=False)
     try:
-        second = subprocess.run(
-            [sys.executable, "-m", "vodforge", "serve", "--port", "0", "--no-workers"],
-            env=_env(serve_dir),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = _serve_once(serve_dir, "--port", "0", "--no-workers")
         assert second.returncode != 0
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1, second.stderr

@@ -164,6 +164,26 @@ class TestPreviews:
         graph = argv[argv.index("-filter_complex") + 1]
         assert "tile=10x2" in graph
 
+    def test_previews_and_gif_run_single_threaded(self) -> None:
+        info = media_info()
+        plan = plan_previews(info, PreviewSpec(), output_start=Fraction(0))
+        for argv in (
+            ffargv.previews_argv(SRC, plan, Path("/o/previews")),
+            ffargv.gif_argv(SRC, plan, Path("/o/previews/preview.gif")),
+        ):
+            assert argv[argv.index("-filter_complex_threads") + 1] == "1"
+            inputs = [i for i, a in enumerate(argv) if a == "-i"]
+            outputs = [
+                i for i, a in enumerate(argv) if a.startswith("file:/o/") and i - 1 not in inputs
+            ]
+            assert len(inputs) == 1
+            assert outputs
+            # the decoder's -threads sits before -i, each encoder's after the previous output
+            bounds = [inputs[0], *outputs]
+            for start, end in zip([0, *bounds], bounds, strict=False):
+                assert "-threads" in argv[start:end], argv[start:end]
+                assert argv[argv.index("-threads", start) + 1] == "1"
+
     def test_gif_reads_only_its_window(self) -> None:
         info = media_info()
         plan = plan_previews(info, PreviewSpec(), output_start=Fraction(0))

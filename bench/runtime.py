@@ -447,6 +447,7 @@ def run_burst(
     ffmpeg_wall: dict[str, list[float]] = {}
     retries = 0
     ffmpeg_cpu = 0.0
+    call_cpu: dict[str, list[float]] = {}
     manifests: dict[str, dict[str, Any]] = {}
     for key, job in views.items():
         steps = system.steps(job.id)
@@ -471,6 +472,8 @@ def run_burst(
         # The calls' own rusage: the manifest's totals of a single-step transcode also count the
         # worker process's Python CPU while the step ran (other jobs' threads included).
         ffmpeg_cpu += sum(float(call["cpu_seconds"]) for call in manifest["calls"])
+        for call in manifest["calls"]:
+            call_cpu.setdefault(str(call["label"]), []).append(float(call["cpu_seconds"]))
         for kind, agg in manifest["steps"].items():
             ffmpeg_wall.setdefault(kind, []).append(1000 * float(agg["wall_seconds"]))
     steps_table = {
@@ -510,8 +513,18 @@ def run_burst(
         "retries": retries,
         "steps": steps_table,
         "loadavg": {"before": load0, "after": load1},
+        "call_cpu": call_cpu,
         "_manifests": manifests,
     }
+
+
+def _merged_calls(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean CPU milliseconds of each ffmpeg call, by label, over all rounds."""
+    merged: dict[str, list[float]] = {}
+    for r in rounds:
+        for label, values in r.pop("call_cpu").items():
+            merged.setdefault(label, []).extend(values)
+    return {label: 1000 * statistics.fmean(values) for label, values in merged.items()}
 
 
 def _summed_cpu(rounds: list[dict[str, Any]]) -> dict[str, float]:
@@ -565,6 +578,7 @@ def merge_bursts(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "after": rounds[-1]["loadavg"]["after"],
         },
         "per_round_jobs_per_min": [r["jobs_per_min"] for r in rounds],
+        "call_cpu_ms": _merged_calls(rounds),
         "_manifests": manifests,
     }
 
@@ -584,6 +598,7 @@ def merge_plain(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "after": rounds[-1]["loadavg"]["after"],
         },
         "per_round_jobs_per_min": [r["jobs_per_min"] for r in rounds],
+        "call_cpu_ms": _merged_calls(rounds),
     }
 
 
@@ -661,6 +676,8 @@ class Pool:
     live: set[subprocess.Popen[bytes]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    #: CPU seconds of every call, by its label (``chunk 1/1``, ``previews``, …).
+    by_label: dict[str, list[float]] = field(default_factory=dict)
 
     def run_one(self, call: FfmpegCall) -> tuple[float, int, str]:
         """(CPU seconds, exit code, stderr tail)."""
@@ -691,6 +708,8 @@ class Pool:
             if self.stop.is_set():
                 return cpu, "aborted"
             used, code, err = self.run_one(call)
+            with self.lock:
+                self.by_label.setdefault(call.label, []).append(used)
             cpu += used
             if code != 0:
                 return cpu, f"{clip.key}: {call.label} exited {code}: {err}"
@@ -706,6 +725,7 @@ class Pool:
 
     def run(self, clips: list[ClipCalls]) -> dict[str, Any]:
         self0, load0 = self_cpu(), loadavg()
+        self.by_label = {}
         executor = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="plain")
         m0 = time.monotonic()
         try:
@@ -733,6 +753,7 @@ class Pool:
             "jobs_per_min": 60 * len(clips) / wall,
             "cpu_seconds": {"total": ffmpeg_cpu + own, "ffmpeg": ffmpeg_cpu, "pool_python": own},
             "loadavg": {"before": load0, "after": loadavg()},
+            "call_cpu": {label: list(v) for label, v in self.by_label.items()},
         }
 
 
@@ -793,6 +814,22 @@ def throughput_table(burst: dict[str, Any], plain: dict[str, Any], threads: str)
         f"{pc['ffmpeg']:.1f}",
         f"{pc['total'] / plain['jobs']:.3f}",
     )
+    return table
+
+
+def calls_table(burst: dict[str, Any], plain: dict[str, Any]) -> Table:
+    """Mean CPU of each ffmpeg call on both sides: the same argv, run with different company
+    (the runtime runs more processes at once than the pool's slots)."""
+    table = Table(title="ffmpeg CPU per call (ms, mean): the same commands on both sides")
+    for column in ("call", "runtime", "plain", "runtime/plain"):
+        table.add_column(column, justify="right" if column != "call" else "left")
+    ours, theirs = burst["call_cpu_ms"], plain["call_cpu_ms"]
+    both = sorted(set(ours) & set(theirs))
+    for label in both:
+        a, b = ours[label], theirs[label]
+        table.add_row(label, ms(a), ms(b), f"{a / b:.3f}" if b else "-")
+    a, b = sum(ours[label] for label in both), sum(theirs[label] for label in both)
+    table.add_row("all calls of a job", ms(a), ms(b), f"{a / b:.3f}" if b else "-")
     return table
 
 
@@ -1014,6 +1051,7 @@ def main() -> int:
         )
         console.print(throughput_table(burst, plain, threads))
         console.print(steps_table(burst))
+        console.print(calls_table(burst, plain))
         okr = "[green]meets[/green]" if ratio >= BAR_RATIO else "[red]misses[/red]"
         console.print(
             f"throughput ratio runtime/plain: {ratio:.3f} ({okr} ≥ {BAR_RATIO}); median of the "

@@ -180,8 +180,22 @@ def _probe_video(
     durations: list[int] = []
     keyframes: list[tuple[int, int]] = []
     declared = stream.frames
+    # The first frame is decoded from this same pass (rotation, interlacing, and proof that the
+    # video decodes at all) instead of opening the file a second time. One thread: frame
+    # threads would only delay that one frame, and start threads for every probe.
+    signalled_field_order = _field_order(stream.codec_context.field_order)
+    stream.codec_context.thread_count = 1
+    first_frame: av.VideoFrame | None = None
+    decode_error: av.error.FFmpegError | None = None
     try:
         for packet in container.demux(stream):
+            if first_frame is None and decode_error is None:
+                try:
+                    first_frame = next(
+                        (f for f in packet.decode() if isinstance(f, av.VideoFrame)), None
+                    )
+                except av.error.FFmpegError as exc:
+                    decode_error = exc
             if packet.size == 0 or packet.pts is None:
                 continue
             pts_list.append(packet.pts)
@@ -227,7 +241,11 @@ def _probe_video(
     gaps = [b.pts - a.pts for a, b in itertools.pairwise(kf_times)]
     gaps.append(end_pts - kf_times[-1].pts)
 
-    rotation, interlaced, field_order = _decode_first_frame(path, stream)
+    if decode_error is not None:
+        raise CorruptInput(f"{path.name}: video does not decode ({_reason(decode_error)})")
+    if first_frame is None:
+        raise CorruptInput(f"{path.name}: no video frame could be decoded")
+    rotation, interlaced, field_order = _first_frame_facts(first_frame, signalled_field_order)
     cc = stream.codec_context
     pix_fmt = cc.pix_fmt or "yuv420p"
     depth, chroma = _pix_info(pix_fmt)
@@ -254,25 +272,16 @@ def _probe_video(
     )
 
 
-def _decode_first_frame(path: Path, stream: av.VideoStream) -> tuple[int, bool, str]:
-    """Decode the first frame: rotation, interlacing, and proof that the video decodes."""
-    field_order = _field_order(stream.codec_context.field_order)
-    try:
-        with av.open(str(path), options=source_open_options()) as container:
-            video = container.streams.video[0]
-            # One frame: frame threads would only delay it (and spin up threads per probe).
-            video.codec_context.thread_count = 1
-            for frame in container.decode(video):
-                rotation = round(-(frame.rotation or 0)) % 360
-                interlaced = bool(frame.interlaced_frame) or field_order in ("tt", "bb", "tb", "bt")
-                if interlaced and field_order in ("progressive", "unknown"):
-                    field_order = "tt"
-                elif not interlaced:
-                    field_order = "progressive"
-                return _snap_rotation(rotation), interlaced, field_order
-    except av.error.FFmpegError as exc:
-        raise CorruptInput(f"{path.name}: video does not decode ({_reason(exc)})") from exc
-    raise CorruptInput(f"{path.name}: no video frame could be decoded")
+def _first_frame_facts(frame: av.VideoFrame, field_order: str) -> tuple[int, bool, str]:
+    """Rotation (snapped to a quarter turn), interlacing and field order from the first frame
+    and the field order the stream signalled."""
+    rotation = round(-(frame.rotation or 0)) % 360
+    interlaced = bool(frame.interlaced_frame) or field_order in ("tt", "bb", "tb", "bt")
+    if interlaced and field_order in ("progressive", "unknown"):
+        field_order = "tt"
+    elif not interlaced:
+        field_order = "progressive"
+    return _snap_rotation(rotation), interlaced, field_order
 
 
 def _snap_rotation(degrees: int) -> int:

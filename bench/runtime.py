@@ -522,7 +522,7 @@ def _merged_calls(rounds: list[dict[str, Any]]) -> dict[str, float]:
     """Mean CPU milliseconds of each ffmpeg call, by label, over all rounds."""
     merged: dict[str, list[float]] = {}
     for r in rounds:
-        for label, values in r.pop("call_cpu").items():
+        for label, values in r["call_cpu"].items():
             merged.setdefault(label, []).extend(values)
     return {label: 1000 * statistics.fmean(values) for label, values in merged.items()}
 

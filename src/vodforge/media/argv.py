@@ -27,10 +27,11 @@ PROGRESS: tuple[str, ...] = ("-progress", "pipe:1", "-nostats", "-stats_period",
 BITEXACT: tuple[str, ...] = ("-map_metadata", "-1", "-fflags", "+bitexact")
 BITEXACT_VIDEO: tuple[str, ...] = (*BITEXACT, "-flags:v", "+bitexact")
 BITEXACT_AUDIO: tuple[str, ...] = (*BITEXACT, "-flags:a", "+bitexact")
-#: Previews and the GIF run on the quick lane beside the encodes, so the worker's cores are
-#: already shared between processes: frame threads in the decoder, filter-graph threads and
-#: slice threads in the image encoders only add hand-off CPU. Measured on the bench clip with
-#: four calls at once: previews 38 -> 28 ms of CPU, GIF 49 -> 43 ms, and less wall time too.
+#: One thread inside ffmpeg (global filter-graph option; ``-threads`` before ``-i`` for the
+#: decoder, after an output's codec options for its encoder): the work is parallel across
+#: processes, and threads inside a process that shares its core only add hand-off CPU. The
+#: previews and the GIF always run so (on the bench clip, four calls at once: previews
+#: 38 -> 28 ms of CPU, GIF 49 -> 43 ms); chunk encodes when they get one x264 thread.
 SINGLE_THREAD_GLOBAL: tuple[str, ...] = ("-filter_complex_threads", "1")
 SINGLE_THREAD: tuple[str, ...] = ("-threads", "1")
 
@@ -164,11 +165,11 @@ def chunk_encode_argv(
     graph = ladder_filtergraph(
         plan, renditions, filters, start_tick=chunk.start_tick, end_tick=chunk.end_tick
     )
-    single = ("-threads", "1") if threads == 1 else ()
+    single = SINGLE_THREAD if threads == 1 else ()
     argv = [
         *COMMON,
         *PROGRESS,
-        *(("-filter_complex_threads", "1") if threads == 1 else ()),
+        *(SINGLE_THREAD_GLOBAL if threads == 1 else ()),
         "-copyts",
         *source_input(source, seek=chunk.seek_seconds, pre=("-noaccurate_seek", *single)),
         "-filter_complex",

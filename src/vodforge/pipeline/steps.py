@@ -211,9 +211,7 @@ class _PlanCache:
     def put(self, key: tuple[JobRef, str], plan: JobPlan) -> None:
         weight = self.weight(plan)
         with self._lock:
-            old = self._plans.pop(key, None)
-            if old is not None:
-                self._weight -= old[1]
+            self._drop(key)
             self._plans[key] = (plan, weight)
             self._weight += weight
             while self._weight > self.budget and len(self._plans) > 1:
@@ -222,9 +220,13 @@ class _PlanCache:
 
     def forget(self, key: tuple[JobRef, str]) -> None:
         with self._lock:
-            old = self._plans.pop(key, None)
-            if old is not None:
-                self._weight -= old[1]
+            self._drop(key)
+
+    def _drop(self, key: tuple[JobRef, str]) -> None:
+        """Remove ``key``'s plan and its weight, if cached (the caller holds the lock)."""
+        old = self._plans.pop(key, None)
+        if old is not None:
+            self._weight -= old[1]
 
     def __len__(self) -> int:
         return len(self._plans)

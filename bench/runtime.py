@@ -31,6 +31,14 @@ sends its probe step.
    store, verification and publishing (and the few files the steps write in Python — master
    playlist, sprite WebVTT — which the baseline skips).
 
+Files: the run's data dir (``--data``) is fresh; a previous run's is renamed aside at the start
+and deleted only at the end, after everything was measured. Deleting thousands of files makes
+creating files nearby dearer for minutes on ext4 without a journal (the inode allocator skips
+every inode freed in the last 60 s, 360 s while its table block is dirty, one lookup each):
+an rmtree right before the burst made the runtime's file creation several times dearer, and
+the runtime, which writes more files per clip (store, manifest, playlists), paid more of it.
+A run started within 6 minutes of the previous one's cleanup says so.
+
 CPU: the worker's own and its reaped children's (ffmpeg) from /proc, redis-server's from /proc,
 this process's from getrusage; the pool's ffmpeg from ``os.wait4``. A benchmark reports; it
 asserts no timings. It exits 1 only on a functional failure (a job failed, a baseline call
@@ -81,6 +89,10 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 PRESET = HERE / "presets" / "burst.toml"
 DATA = OUT / "runtime-data"
+#: When the last run deleted its data (see the module docstring).
+CLEANUP_STAMP = OUT / ".runtime-cleanup"
+#: How long a mass delete slows file creation on journal-less ext4 (RECENTCY_DIRTY).
+CLEANUP_SHADOW_SECONDS = 360
 #: The pid a worker started by serve must not outlive (see runtime.worker).
 PARENT_ENV = "VODFORGE_PARENT_PID"
 SECRET = "bench-runtime-secret-0123456789abcdef"
@@ -122,6 +134,26 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
         "p99": q(99),
         "max": data[-1],
     }
+
+
+def set_aside(data: Path) -> None:
+    """Rename a previous run's data dir out of the way (deleted by ``clean_up`` at the end)."""
+    if data.exists():
+        data.rename(data.with_name(f".{data.name}.old-{time.time_ns()}"))
+
+
+def clean_up(data: Path) -> None:
+    """Delete the run's data dir and any set aside, and note when (``seconds_since_cleanup``)."""
+    for path in [data, *data.parent.glob(f".{data.name}.old-*")]:
+        shutil.rmtree(path, ignore_errors=True)
+    CLEANUP_STAMP.write_text(f"{time.time()}\n", encoding="utf-8")
+
+
+def seconds_since_cleanup() -> float | None:
+    try:
+        return time.time() - float(CLEANUP_STAMP.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -871,7 +903,8 @@ def main() -> int:
         default=2,
         help="split the burst into rounds run runtime/plain, plain/runtime, … (drift cancels)",
     )
-    ap.add_argument("--keep", action="store_true", help=f"keep the data dir ({DATA})")
+    ap.add_argument("--data", type=Path, default=DATA, help=f"the run's data dir ({DATA})")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir")
     args = ap.parse_args()
 
     def on_term(*_: object) -> None:
@@ -886,17 +919,25 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     tiny = clip(ffmpeg, 0.5, (64, 64))
     burst_clip = clip(ffmpeg, args.clip_seconds, args.clip_size)
-    shutil.rmtree(DATA, ignore_errors=True)
-    DATA.mkdir(parents=True)
+    data = args.data.resolve()
+    since_cleanup = seconds_since_cleanup()
+    if since_cleanup is not None and since_cleanup < CLEANUP_SHADOW_SECONDS:
+        console.print(
+            f"[yellow]the previous run deleted its data {since_cleanup:.0f} s ago: creating "
+            f"files is slower for up to {CLEANUP_SHADOW_SECONDS} s after a mass delete on "
+            "ext4 without a journal; expect lower numbers[/yellow]"
+        )
+    set_aside(data)
+    data.mkdir(parents=True)
 
     # The sender's log lines (one per event, as serve writes them) go to a file, not the table.
     configure()
     for handler in logging.getLogger().handlers:
         if handler.get_name() == "vodforge" and isinstance(handler, logging.StreamHandler):
-            handler.setStream((DATA / "sender.log").open("a", encoding="utf-8"))
+            handler.setStream((data / "sender.log").open("a", encoding="utf-8"))
 
     settings = Settings(
-        data_dir=DATA,
+        data_dir=data,
         triggers=[Trigger(prefix="uploads/", preset=str(PRESET))],
         quick_concurrency=args.quick,
         long_concurrency=long_threads,
@@ -904,7 +945,7 @@ def main() -> int:
         secret_key=SECRET,
     )
     threads = f"{args.workers}x quick {args.quick} + long {long_threads}"
-    system = System(settings, DATA, toolchain)
+    system = System(settings, data, toolchain)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -915,6 +956,7 @@ def main() -> int:
             "ffmpeg": toolchain.version,
             "toolchain": toolchain.id,
             "loadavg_at_start": loadavg(),
+            "seconds_since_previous_cleanup": since_cleanup,
         },
         "args": {**vars(args), "clip_size": list(args.clip_size), "long": long_threads},
         "runtime": {
@@ -931,7 +973,7 @@ def main() -> int:
     }
     code = 0
     try:
-        console.print(f"starting the embedded broker and a worker ({threads} threads) in {DATA}")
+        console.print(f"starting the embedded broker and a worker ({threads} threads) in {data}")
         system.start()
         console.print("warming up (3 jobs, not counted) ...")
         warm = []
@@ -954,7 +996,7 @@ def main() -> int:
         rounds = max(1, min(args.rounds, args.jobs))
         sizes = [args.jobs // rounds + (1 if r < args.jobs % rounds else 0) for r in range(rounds)]
         pool = Pool(ffmpeg, slots)
-        plain_root = DATA / "plain"
+        plain_root = data / "plain"
         burst_rounds: list[dict[str, Any]] = []
         plain_rounds: list[dict[str, Any]] = []
         clips: list[ClipCalls] = []
@@ -1079,9 +1121,9 @@ def main() -> int:
     finally:
         system.close()
         if args.keep or code:
-            console.print(f"kept {DATA} (worker.log, sender.log, store, job store)")
+            console.print(f"kept {data} (worker.log, sender.log, store, job store)")
         else:
-            shutil.rmtree(DATA, ignore_errors=True)
+            clean_up(data)
     report["machine"]["loadavg_at_end"] = loadavg()
     (OUT / "runtime.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     console.print(f"wrote {OUT / 'runtime.json'}")

@@ -958,7 +958,12 @@ def main() -> int:
             "loadavg_at_start": loadavg(),
             "seconds_since_previous_cleanup": since_cleanup,
         },
-        "args": {**vars(args), "clip_size": list(args.clip_size), "long": long_threads},
+        "args": {
+            **vars(args),
+            "clip_size": list(args.clip_size),
+            "long": long_threads,
+            "data": str(data),
+        },
         "runtime": {
             "workers": f"{args.workers} x `python -m vodforge worker` subprocess",
             "quick_threads": args.quick,

@@ -230,13 +230,14 @@ def extinf_fits_target(duration: float, target_duration: int) -> bool:
 _TARGET_RE = re.compile(r"^#EXT-X-TARGETDURATION:(\d+)\s*$", re.MULTILINE)
 
 
-def fix_target_duration(text: str) -> str:
+def fix_target_duration(text: str, summary: MediaPlaylistSummary | None = None) -> str:
     """Raise EXT-X-TARGETDURATION to what the segments need, and to at least 1 (pure).
+    ``summary``: ``text`` already parsed.
 
     ffmpeg's HLS muxer rounds the longest segment to the nearest integer, which gives
     ``TARGETDURATION:0`` for a clip shorter than half a second — a value players reject.
     """
-    summary = parse_media_playlist(text)
+    summary = summary or parse_media_playlist(text)
     needed = max(
         [1, *(math.floor(d + 0.5) for d in summary["durations"])],
     )
@@ -272,13 +273,16 @@ def peak_bitrate(durations: Sequence[float], sizes: Sequence[int], target_durati
     return math.ceil(best)
 
 
-def segment_bitrates(playlist_path: Path) -> tuple[int, int]:
+def segment_bitrates(
+    playlist_path: Path, summary: MediaPlaylistSummary | None = None
+) -> tuple[int, int]:
     """(peak, average) bit/s of a finished media playlist, from its segments' sizes on disk.
+    ``summary``: the playlist already parsed.
 
     The average counts the init segment once (a player fetches it once); the peak follows
     ``peak_bitrate`` and is never below the average.
     """
-    summary = media_playlist_summary(playlist_path)
+    summary = summary or media_playlist_summary(playlist_path)
     if summary["byteranges"]:
         raise VerificationError(f"{playlist_path}: byte-range segments are not supported")
     if not summary["segment_uris"]:

@@ -21,9 +21,11 @@ from vodforge.media import argv as ffargv
 from vodforge.media.chunks import Chunk
 from vodforge.media.hls import (
     AudioEntry,
+    MediaPlaylistSummary,
     VariantEntry,
     codecs_from_avcc,
     fix_target_duration,
+    parse_media_playlist,
     render_master,
     segment_bitrates,
 )
@@ -193,14 +195,18 @@ def write_master(stage: Path, plan: JobPlan) -> None:
     if not plan.preset.packaging.hls:
         return
     hls = stage / "hls"
+    # Each playlist parsed once, for both its target duration and its bit rates.
+    summaries: dict[str, MediaPlaylistSummary] = {}
     for playlist in hls.glob("*/index.m3u8"):
         text = playlist.read_text(encoding="utf-8")
-        fixed = fix_target_duration(text)
+        summary = summaries[playlist.parent.name] = parse_media_playlist(text)
+        fixed = fix_target_duration(text, summary)
         if fixed != text:
             playlist.write_text(fixed, encoding="utf-8")
+            summaries[playlist.parent.name] = parse_media_playlist(fixed)
     audio = None
     if plan.has_audio:
-        peak, avg = segment_bitrates(hls / "audio" / "index.m3u8")
+        peak, avg = segment_bitrates(hls / "audio" / "index.m3u8", summaries.get("audio"))
         audio = AudioEntry(
             uri="audio/index.m3u8",
             codecs=AAC_LC,
@@ -211,7 +217,7 @@ def write_master(stage: Path, plan: JobPlan) -> None:
     variants = []
     for r in plan.renditions:
         playlist = hls / r.name / "index.m3u8"
-        peak, avg = segment_bitrates(playlist)
+        peak, avg = segment_bitrates(playlist, summaries.get(r.name))
         variants.append(
             VariantEntry(
                 uri=f"{r.name}/index.m3u8",

@@ -457,6 +457,9 @@ def run_transcode(
 
     plan = load_plan(ctx, ref)
     slot = thread_slot(ctx)
+    # Left clean: a LocalStore took every output by rename and the intermediates were emptied,
+    # so the slot needs no second walk (the next job's start walks it anyway).
+    clean = False
     try:
         result = transcode(
             source_path(ctx, ref),
@@ -491,8 +494,10 @@ def run_transcode(
         }
         manifest |= {"job_id": ref.job_id, "host": ctx.host, "outputs": outputs}
         key = _write_manifest(ctx, ref, manifest)
+        clean = isinstance(ctx.store, LocalStore)
     finally:
-        clear_files(slot)  # what a store that copies (S3) or a failure left behind
+        if not clean:
+            clear_files(slot)  # what a store that copies (S3) or a failure left behind
     # The job's only step after the probe: its scratch folder goes now, not at the janitor's
     # next sweep an hour later (a burst left one empty folder per job behind).
     shutil.rmtree(ctx.scratch / ref.job_id, ignore_errors=True)

@@ -144,7 +144,8 @@ def test_a_single_chunk_job_runs_as_one_step(
     # intermediates under _work stay as empty files whose inodes the next job reuses.
     slots = h.settings.data_dir / "scratch" / ".slots"
     left = [p for p in slots.rglob("*") if not p.is_dir()]
-    assert left and all(p.parent.name == "_work" and p.stat().st_size == 0 for p in left)
+    assert left
+    assert all(p.parent.name == "_work" and p.stat().st_size == 0 for p in left)
     assert any(p.name == "hls" for p in slots.rglob("*"))
 
 

@@ -37,7 +37,9 @@ creating files nearby dearer for minutes on ext4 without a journal (the inode al
 every inode freed in the last 60 s, 360 s while its table block is dirty, one lookup each):
 an rmtree right before the burst made the runtime's file creation several times dearer, and
 the runtime, which writes more files per clip (store, manifest, playlists), paid more of it.
-A run started within 6 minutes of the previous one's cleanup says so.
+A run started within 6 minutes of the previous one's cleanup says so. Between phases the bench
+runs ``sync`` on no side's clock (``settle``): the pool never fsyncs its outputs, and the kernel
+would otherwise write them back during the next runtime round.
 
 CPU: the worker's own and its reaped children's (ffmpeg) from /proc, redis-server's from /proc,
 this process's from getrusage; the pool's ffmpeg from ``os.wait4``. A benchmark reports; it
@@ -134,6 +136,19 @@ def percentiles(values: Iterable[float]) -> dict[str, float]:
         "p99": q(99),
         "max": data[-1],
     }
+
+
+def settle() -> float:
+    """``sync``: write back every dirty page now; returns the seconds it took.
+
+    Called between phases, on no side's clock. The runtime fsyncs what it publishes; the pool
+    leaves its outputs dirty, and the kernel writes them back ~30 s later — in the next
+    runtime round, with alternating rounds — so without this the runtime paid for both sides'
+    writeback. The seconds are reported per side (the pool's own writeback is not charged to
+    it either: a plain pool does not make its outputs durable)."""
+    started = time.monotonic()
+    os.sync()
+    return time.monotonic() - started
 
 
 def set_aside(data: Path) -> None:
@@ -1006,6 +1021,9 @@ def main() -> int:
         plain_rounds: list[dict[str, Any]] = []
         clips: list[ClipCalls] = []
         plan_seconds = 0.0
+        #: Seconds ``sync`` took after each kind of phase (see ``settle``).
+        writeback = {"setup": 0.0, "runtime": 0.0, "plain": 0.0}
+        previous = "setup"
         # The machine's speed drifts over minutes (it is shared): alternate which side goes
         # first (runtime, plain | plain, runtime | …) so a slow phase hits both alike.
         for r, size in enumerate(sizes):
@@ -1032,6 +1050,9 @@ def main() -> int:
             clips += round_clips
             order = ("runtime", "plain") if r % 2 == 0 else ("plain", "runtime")
             for side in order:
+                # What the previous phase left dirty goes to disk now, on no side's clock.
+                writeback[previous] += settle()
+                previous = side
                 if side == "runtime":
                     console.print(f"round {r + 1}/{rounds}: runtime, burst of {size} clips ...")
                     burst_rounds.append(run_burst(system, burst_clip, size, timeout, prefix=prefix))
@@ -1049,6 +1070,7 @@ def main() -> int:
                 + ", ".join(f"{k} {v:.0f} ms" for k, v in per_job.items())
                 + f"; plain pool {1000 * plain_rounds[-1]['cpu_seconds']['total'] / size:.0f} ms"
             )
+        writeback[previous] += settle()
         burst = merge_bursts(burst_rounds)
         plain = merge_plain(plain_rounds)
         manifests = burst.pop("_manifests")
@@ -1083,6 +1105,7 @@ def main() -> int:
             "median_round_ratio": statistics.median(round_ratios),
             "cpu_ratio_runtime_over_plain": cpu_ratio,
             "cores_busy": busy,
+            "sync_seconds_after": writeback,
         }
         report["worker_log_warnings"] = system.worker_warnings()
 
@@ -1110,7 +1133,9 @@ def main() -> int:
             f"ffmpeg {burst['cpu_seconds']['worker_children_ffmpeg']:.1f} s, "
             f"redis {burst['cpu_seconds']['redis']:.1f} s, "
             f"sender {burst['cpu_seconds']['sender_and_bench']:.1f} s; "
-            f"step retries {burst['retries']}, worker warnings {report['worker_log_warnings']}"
+            f"step retries {burst['retries']}, worker warnings {report['worker_log_warnings']}; "
+            f"sync between phases (no clock): after the runtime's rounds "
+            f"{writeback['runtime']:.2f} s, after the pool's {writeback['plain']:.2f} s"
         )
         console.print(
             f"[dim]load average at start {report['machine']['loadavg_at_start']}, "

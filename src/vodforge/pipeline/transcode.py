@@ -38,6 +38,9 @@ from vodforge.media.verify import (
 )
 from vodforge.pipeline import calls
 
+#: Under an in-place slot: the job's intermediates (chunks, audio, concat lists), never published.
+WORK = "_work"
+
 
 class TranscodeObserver(Protocol):
     """Progress sink (the CLI's Rich bars; the runtime's job store)."""
@@ -287,10 +290,6 @@ def _run(
     return head, report
 
 
-#: Under an in-place slot: the job's intermediates (chunks, audio, concat lists), never published.
-WORK = "_work"
-
-
 def clear_files(root: Path) -> None:
     """Remove every file under ``root`` (symlinks included, never followed), keep the folders;
     a missing ``root`` is created. Files under a ``_work`` folder are emptied instead (see
@@ -315,8 +314,9 @@ def empty_files(root: Path) -> None:
     """Truncate every regular file under ``root`` to zero bytes, keeping it (and its inode):
     the next job writes the same intermediates by name, and ffmpeg's ``O_TRUNC`` open then
     reuses the inode instead of allocating one. Deleting and recreating them made every file
-    created nearby dearer: ext4 without a journal skips each inode freed in the last 5-10 s
-    when it allocates one (``recently_deleted``), a scan that grew with the job rate.
+    created nearby dearer: ext4 without a journal skips each inode freed in the last 60 s
+    (360 s while its table block is dirty) when it allocates one (``recently_deleted``), a
+    scan that grows with the rate of deletes.
     Anything else (a symlink, a stray folder) is removed."""
     try:
         entries = list(os.scandir(root))
@@ -428,7 +428,7 @@ def _output_files(out_dir: Path) -> list[tuple[str, int]]:
                     found.append((rel, entry.stat(follow_symlinks=False).st_size))
 
     walk(str(out_dir), "")
-    return sorted(found)
+    return sorted(found, key=lambda item: item[0].split("/"))  # by component, as Paths sort
 
 
 def _finish_manifest(

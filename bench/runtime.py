@@ -340,6 +340,7 @@ class System:
             "VODFORGE_TRIGGERS": json.dumps([t.model_dump() for t in s.triggers]),
             "VODFORGE_QUICK_CONCURRENCY": str(s.quick_concurrency),
             "VODFORGE_LONG_CONCURRENCY": str(s.resolved_long_concurrency()),
+            "VODFORGE_LONG_FINISHING_THREADS": str(s.long_finishing_threads),
             "VODFORGE_SECRET_KEY": SECRET,
             "VODFORGE_SHUTDOWN_GRACE_SECONDS": "10",
             PARENT_ENV: str(os.getpid()),
@@ -920,7 +921,15 @@ def main() -> int:
     ap.add_argument("--gap-ms", type=float, default=30.0, help="idle gap between latency events")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (serve's default 1)")
     ap.add_argument("--quick", type=int, default=2, help="worker threads on the quick lane")
-    ap.add_argument("--long", type=int, default=None, help="long lane threads (default: cores)")
+    ap.add_argument(
+        "--long", type=int, default=None, help="long-lane encodes at once (default: cores)"
+    )
+    ap.add_argument(
+        "--finishing",
+        type=int,
+        default=Settings.model_fields["long_finishing_threads"].default,
+        help="long-lane threads beyond --long that verify and publish while others encode",
+    )
     ap.add_argument("--pool", type=int, default=None, help="baseline slots (default: cores)")
     ap.add_argument("--timeout", type=float, default=None, help="burst timeout, seconds")
     ap.add_argument(
@@ -972,10 +981,11 @@ def main() -> int:
         triggers=[Trigger(prefix="uploads/", preset=str(PRESET))],
         quick_concurrency=args.quick,
         long_concurrency=long_threads,
+        long_finishing_threads=args.finishing,
         worker_processes=args.workers,
         secret_key=SECRET,
     )
-    threads = f"{args.workers}x quick {args.quick} + long {long_threads}"
+    threads = f"{args.workers}x quick {args.quick} + long {long_threads}+{args.finishing}"
     system = System(settings, data, toolchain)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -999,7 +1009,8 @@ def main() -> int:
         "runtime": {
             "workers": f"{args.workers} x `python -m vodforge worker` subprocess",
             "quick_threads": args.quick,
-            "long_threads": long_threads,
+            "long_threads": long_threads + args.finishing,
+            "long_encodes_at_once": long_threads,
             "broker": "embedded redis-server (unix socket, AOF everysec)",
             "job_store": "SQLite (WAL)",
             "store": "LocalStore",

@@ -59,9 +59,12 @@ class Settings(BaseSettings):
     worker_processes: int = Field(default=1, ge=0, le=64)
     #: Concurrent steps per worker process on the quick lane (probe, audio, previews, verify).
     quick_concurrency: int = Field(default=2, ge=1, le=256)
-    #: Concurrent steps per worker process on the long lane (chunk encodes, package).
-    #: Unset: one per core.
+    #: Long-lane steps (chunk encodes, package, single-step transcodes) running ffmpeg at once
+    #: per worker process. Unset: one per core.
     long_concurrency: int | None = Field(default=None, ge=1, le=256)
+    #: Long-lane threads beyond ``long_concurrency``: they let a step verify and publish its
+    #: outputs (no ffmpeg) while the next one encodes, instead of leaving a core idle meanwhile.
+    long_finishing_threads: int = Field(default=1, ge=0, le=64)
     #: Attempts per step before a transient failure becomes a dead letter.
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_min_backoff_ms: int = Field(default=1000, ge=0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ from tests.conftest import SampleFactory
 from vodforge.media.hls import parse_media_playlist
 from vodforge.media.presets import load_preset
 from vodforge.media.probe import probe
-from vodforge.media.runner import SubprocessRunner
+from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
 from vodforge.media.toolchain import Toolchain
+from vodforge.pipeline import calls
+from vodforge.pipeline.gate import MediaGate
 from vodforge.pipeline.transcode import TranscodeResult, transcode
 
 TINY = Path(__file__).parents[1] / "presets" / "tiny.toml"
@@ -173,6 +177,86 @@ def test_same_input_same_bytes(sample: SampleFactory, toolchain: Toolchain, tmp_
     second = check_common(run(source, tmp_path / "b", toolchain))
     digests = {o["key"]: o["sha256"] for o in first["outputs"]}
     assert digests == {o["key"]: o["sha256"] for o in second["outputs"]}
+
+
+class _TrackingRunner:
+    """The real runner, noting which job has ffmpeg running (shared across the jobs' runners)."""
+
+    def __init__(self, inner: SubprocessRunner, job: str, book: _Book) -> None:
+        self.inner, self.job, self.book = inner, job, book
+
+    @property
+    def toolchain_id(self) -> str:
+        return self.inner.toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        self.book.started(self.job)
+        try:
+            return self.inner.run(call, on_progress)
+        finally:
+            self.book.stopped(self.job)
+
+
+class _Book:
+    def __init__(self, jobs: list[str]) -> None:
+        self.lock = threading.Lock()
+        self.running = dict.fromkeys(jobs, 0)
+        self.first_call = {job: threading.Event() for job in jobs}
+        self.overlaps: list[str] = []
+
+    def started(self, job: str) -> None:
+        with self.lock:
+            self.running[job] += 1
+            others = [j for j, n in self.running.items() if n and j != job]
+            if others:
+                self.overlaps.append(f"{job} started a call while {others} ran one")
+        self.first_call[job].set()
+
+    def stopped(self, job: str) -> None:
+        with self.lock:
+            self.running[job] -= 1
+
+
+def test_media_gate_keeps_ffmpeg_to_its_permits_and_frees_them_before_verifying(
+    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs on a gate of one permit (a worker with one encode slot and a finishing thread):
+    their ffmpeg calls never overlap, and the second job's ffmpeg starts while the first one is
+    still verifying — which would wait forever if the gate were held through verification."""
+    gate = MediaGate(1, threads=2)
+    jobs = ["a", "b"]
+    book = _Book(jobs)
+    waited: dict[str, bool] = {}
+    real_verify = calls.verify_stage
+
+    def verify_stage(stage: Path, *args: Any, **kwargs: Any) -> Any:
+        job = stage.parent.name
+        (other,) = [j for j in jobs if j != job]
+        waited[job] = book.first_call[other].wait(timeout=60)
+        return real_verify(stage, *args, **kwargs)
+
+    monkeypatch.setattr(calls, "verify_stage", verify_stage)
+    source = sample("basic", seconds=1, size=(160, 90))
+
+    def one(job: str) -> TranscodeResult:
+        return transcode(
+            source,
+            tmp_path / job / "out",
+            preset=load_preset(str(TINY)),
+            runner=_TrackingRunner(SubprocessRunner(toolchain), job, book),
+            toolchain_fingerprint=toolchain.fingerprint(),
+            workers=1,
+            in_place=True,
+            media_gate=gate,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, jobs))
+    assert book.overlaps == []
+    assert waited == {"a": True, "b": True}
+    assert all(r.verification.ok for r in results)
+    # Both steps are finishing (permit given back, not ended): the lane may hold two messages.
+    assert gate.wanted() == 2
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

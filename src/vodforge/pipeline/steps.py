@@ -37,6 +37,7 @@ from vodforge.media.progress import Progress
 from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
 from vodforge.media.toolchain import sha256_file
 from vodforge.pipeline import calls, dag
+from vodforge.pipeline.gate import MediaGate
 from vodforge.storage import LocalStore, ObjectStore, SupportsMoveIn
 
 ProgressSink = Callable[[float], None]
@@ -96,6 +97,9 @@ class StepContext:
     #: Threads per ffmpeg (x264) in a chunk encode; chunks parallelise across workers instead.
     encode_threads: int = 1
     verify_workers: int = 1
+    #: A permit of it is held by a long-lane step while it runs ffmpeg (one gate per worker
+    #: process; see ``pipeline.gate``). None: no limit beyond the lane's threads.
+    media_gate: MediaGate | None = None
 
 
 @dataclass
@@ -257,6 +261,16 @@ def forget_plan(ctx: StepContext, ref: JobRef) -> None:
     _PLANS.forget((ref, ctx.store.bucket))
 
 
+@contextmanager
+def _media_turn(ctx: StepContext) -> Iterator[None]:
+    """Hold one of the worker's encode turns (``StepContext.media_gate``), if it has any."""
+    if ctx.media_gate is None:
+        yield
+        return
+    with ctx.media_gate:
+        yield
+
+
 def _run(
     ctx: StepContext, call: FfmpegCall, result: StepResult, progress: ProgressSink | None
 ) -> None:
@@ -315,7 +329,8 @@ def run_encode(
         call = calls.chunk_call(
             plan, source_path(ctx, ref), chunk, outs, threads=ctx.encode_threads
         )
-        _run(ctx, call, result, progress)
+        with _media_turn(ctx):
+            _run(ctx, call, result, progress)
         for out in outs:
             key = f"{ref.work}chunks/{out.name}"
             result.outputs[key] = ctx.store.put_file(key, out).etag
@@ -367,8 +382,9 @@ def run_package(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = N
         audio = local_input(ctx, ref, f"{ref.work}audio.m4a", inputs) if plan.has_audio else None
         stage = work / "stage"
         stage.mkdir()
-        for call in calls.package_calls(plan, chunk_files, audio, stage, work):
-            _run(ctx, call, result, progress)
+        with _media_turn(ctx):
+            for call in calls.package_calls(plan, chunk_files, audio, stage, work):
+                _run(ctx, call, result, progress)
         calls.write_master(stage, plan)
         ctx.store.delete_prefix(f"{ref.work}stage/")  # an earlier, interrupted run's leftovers
         result.outputs["stage"] = len(_put_tree(ctx, stage, f"{ref.work}stage/"))
@@ -473,6 +489,7 @@ def run_transcode(
             plan=plan,
             write_manifest=False,
             in_place=True,
+            media_gate=ctx.media_gate,
         )
         files = [
             (ref.outputs + str(entry["key"]), result.out_dir / str(entry["key"]))

@@ -13,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from vodforge.jobs import JobStore
 from vodforge.media.runner import Deadline, FfmpegRunner, SubprocessRunner
 from vodforge.media.toolchain import Toolchain, load_toolchain
+from vodforge.pipeline.gate import MediaGate
 from vodforge.pipeline.steps import StepContext
 from vodforge.rollout.registry import Registry
 from vodforge.rollout.service import RolloutService
@@ -98,6 +99,9 @@ def build_runtime(
     )
     if worker:
         object_store = store
+        # One per process, shared by every toolchain's context: long-lane steps running ffmpeg.
+        long = settings.resolved_long_concurrency()
+        media_gate = MediaGate(long, long + settings.long_finishing_threads)
 
         def make_context(tc: Toolchain | None, fake: FfmpegRunner | None = None) -> StepContext:
             assert tc is not None or fake is not None
@@ -118,6 +122,7 @@ def build_runtime(
                 host=socket.gethostname(),
                 encode_threads=1,
                 verify_workers=1,
+                media_gate=media_gate,
             )
 
         ctx = make_context(toolchain, runner)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +126,33 @@ def done_key(broker_id: str, queue_name: str) -> str:
     return f"{NAMESPACE}:{queue_name}.done.{broker_id}"
 
 
+def wake_consumer(broker: Any, queue_name: str) -> None:
+    """Wake this broker's consumer of ``queue_name``: one of its messages finished, or it may
+    hold one more (see ``WakingRedisBroker.limit_prefetch``)."""
+    key = done_key(broker.broker_id, queue_name)
+    with broker.client.pipeline(transaction=False) as pipe:
+        pipe.rpush(key, 1)
+        pipe.ltrim(key, -_WAKE_TOKENS, -1)
+        pipe.expire(key, 3600)
+        pipe.execute()
+
+
 class _WakingConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, but an idle one blocks (BLPOP) on the queue's wake list and
     on its own "a message finished" list instead of polling with a sleep: dispatch latency is
-    one round trip, acks go out as soon as a step ends, and an idle worker costs no CPU."""
+    one round trip, acks go out as soon as a step ends, and an idle worker costs no CPU.
+
+    Its prefetch can follow a function of the broker's (``limit_prefetch``) instead of staying
+    the worker's thread count."""
+
+    @property
+    def prefetch(self) -> int:
+        limit = self.broker.prefetch_limits.get(self.queue_name)
+        return int(limit()) if limit is not None else self._prefetch
+
+    @prefetch.setter
+    def prefetch(self, value: int) -> None:
+        self._prefetch = value
 
     def __next__(self) -> Any:
         item = super().__next__()  # type: ignore[no-untyped-call]
@@ -144,12 +168,7 @@ class _WakeWhenDone(Middleware):
     """Wakes the consumer that fetched a message once a worker thread has acked it."""
 
     def _wake(self, broker: Any, message: Any) -> None:
-        key = done_key(broker.broker_id, message.queue_name)
-        with broker.client.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, 1)
-            pipe.ltrim(key, -_WAKE_TOKENS, -1)
-            pipe.expire(key, 3600)
-            pipe.execute()
+        wake_consumer(broker, message.queue_name)
 
     # After the ack, not after processing: a consumer woken before the ack still counts the
     # message as outstanding, fetches nothing and goes back to sleep with the token spent.
@@ -166,6 +185,13 @@ class WakingRedisBroker(RedisBroker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.add_middleware(_WakeWhenDone())
+        self.prefetch_limits: dict[str, Callable[[], int]] = {}
+
+    def limit_prefetch(self, queue_name: str, wanted: Callable[[], int]) -> None:
+        """Hold at most ``wanted()`` unacknowledged messages of ``queue_name`` (read on every
+        fetch; call ``wake_consumer`` when it grows, or the consumer notices only at its next
+        idle poll)."""
+        self.prefetch_limits[queue_name] = wanted
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:
@@ -185,7 +211,7 @@ class WakingRedisBroker(RedisBroker):
         return result
 
 
-def make_broker(url: str, *, heartbeat_timeout_ms: int = 15_000) -> RedisBroker:
+def make_broker(url: str, *, heartbeat_timeout_ms: int = 15_000) -> WakingRedisBroker:
     """A Dramatiq Redis broker with vodforge's middleware settings.
 
     Retries and time limits are vodforge's own decisions (attempt counts live in the job store,

@@ -128,6 +128,15 @@ class StepExecutor:
     # -----------------------------------------------------------------------------------------
 
     def execute(self, message: StepMessage) -> None:
+        try:
+            self._execute(message)
+        finally:
+            # Before the message is acknowledged: the lane's consumer then holds one message
+            # fewer for this thread (see pipeline.gate).
+            if self.ctx.media_gate is not None:
+                self.ctx.media_gate.step_ended()
+
+    def _execute(self, message: StepMessage) -> None:
         ref, step = message.ref, message.step
         kind = dag.step_kind(step)
         with bind_step(job_id=ref.job_id, step=step, worker=self.worker):

@@ -4,19 +4,21 @@ to finish and whatever is left is requeued by the broker."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
 from collections.abc import Iterable
 
 import dramatiq
+import redis
 
 from vodforge.media.runner import FfmpegRunner
 from vodforge.observability.logging import configure, get_logger
 from vodforge.pipeline.dag import Lane
 from vodforge.runtime.actors import bind_lanes
 from vodforge.runtime.app import build_runtime
-from vodforge.runtime.broker import make_broker
+from vodforge.runtime.broker import WakingRedisBroker, make_broker, wake_consumer
 from vodforge.runtime.janitor import run_janitor
 from vodforge.runtime.serve import PARENT_ENV
 from vodforge.settings import Settings
@@ -40,6 +42,15 @@ def _stop_when_orphaned(stop: threading.Event) -> None:
                 stop.set()
 
     threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
+
+
+def _wake_quietly(broker: WakingRedisBroker, queue_name: str) -> None:
+    """A permit was given back: wake the lane's consumer so it fetches the next message now. A
+    lost wake-up only delays that to the consumer's next idle poll; it never fails the step."""
+    try:
+        wake_consumer(broker, queue_name)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not wake the long lane's consumer", error=repr(exc))
 
 
 def run_worker(
@@ -70,7 +81,9 @@ def run_worker(
     ).start()
     threads = {
         Lane.QUICK: settings.quick_concurrency,
-        Lane.LONG: settings.resolved_long_concurrency(),
+        # The media gate (see build_runtime) keeps ffmpeg to long_concurrency steps at once;
+        # the extra threads finish (verify, publish) a step while the next one encodes.
+        Lane.LONG: settings.resolved_long_concurrency() + settings.long_finishing_threads,
     }
     workers = []
     brokers = []
@@ -81,6 +94,12 @@ def run_worker(
             broker,
             executor.execute,
         )
+        gate = executor.ctx.media_gate
+        if lane is Lane.LONG and gate is not None:
+            # Hold one message per permit and one per step finishing, no more: a message held
+            # beyond that would wait here for a permit while another worker might be idle.
+            broker.limit_prefetch(lane.value, gate.wanted)
+            gate.on_release(functools.partial(_wake_quietly, broker, lane.value))
         brokers.append(broker)
         worker = dramatiq.Worker(
             broker,

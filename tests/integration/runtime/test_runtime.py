@@ -4,6 +4,7 @@ jobs, jobs run their steps on two lanes, failures retry or dead-letter, replays 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -155,7 +156,8 @@ def test_single_step_jobs_reuse_a_slot_and_clear_leftovers(
     """A slot keeps its directories from job to job; files a crashed run left in it (a
     half-written segment, a stale chunk) are gone before the next job stages there, and
     none of them is published."""
-    h = harness(long_concurrency=1)  # one long-lane thread: both jobs use the same slot
+    # One long-lane thread (no finishing thread): both jobs use the same slot.
+    h = harness(long_concurrency=1, long_finishing_threads=0)
     h.upload(sample("hd_audio", seconds=1, size=(320, 180)), "uploads/one.mp4")
     first = h.wait(h.job_for("uploads/one.mp4").id)
     assert first.state == JobState.SUCCEEDED, first.error_message
@@ -176,6 +178,31 @@ def test_single_step_jobs_reuse_a_slot_and_clear_leftovers(
     for slot in slots:
         left = [p for p in slot.rglob("*") if not p.is_dir()]
         assert all(p.parent.name == "_work" and p.stat().st_size == 0 for p in left), left
+
+
+def test_long_lane_runs_ffmpeg_for_at_most_long_concurrency_steps(
+    harness: HarnessFactory, sample: SampleFactory
+) -> None:
+    """One encode at a time plus a finishing thread: two long-lane threads take jobs (two
+    slots), but no two jobs' ffmpeg calls overlap — the second waits for the media gate,
+    which the first gives back before verifying."""
+    h = harness(long_concurrency=1)  # long_finishing_threads: 1 (the default)
+    keys = [f"uploads/gate{i}.mp4" for i in range(3)]
+    for key in keys:
+        h.upload(sample("basic", seconds=1, size=(160, 90)), key)
+    spans = []
+    for key in keys:
+        job = h.wait(h.job_for(key).id)
+        assert job.state == JobState.SUCCEEDED, job.error_message
+        manifest = json.loads(h.runtime.store.get_bytes(f"outputs/{job.id}/manifest.json"))
+        starts = [c["started_at"] for c in manifest["calls"]]
+        ends = [c["started_at"] + c["wall_seconds"] for c in manifest["calls"]]
+        spans.append((min(starts), max(ends)))
+    spans.sort()
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.002, spans  # times are rounded to the millisecond
+    slots = list((h.settings.data_dir / "scratch" / ".slots").iterdir())
+    assert len(slots) == 2, slots
 
 
 def test_duplicate_event_maps_to_one_job(harness: HarnessFactory, sample: SampleFactory) -> None:

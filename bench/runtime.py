@@ -4,8 +4,9 @@ Everything runs as ``vodforge serve`` would run it on one machine: the embedded 
 (``EmbeddedRedis``) as broker, SQLite (WAL) as job store, a LocalStore, and real
 ``python -m vodforge worker`` subprocesses (``--workers``, default 1 like serve) started with the
 environment serve gives its workers (broker URL, data dir, database URL, triggers as JSON, lane
-concurrencies, parent pid) — not in-process worker threads. This process plays serve's sender
-role: ``build_runtime(worker=False)`` with the store's object-created events going to
+concurrencies — the long lane's ``--long`` encodes at once plus ``--finishing`` threads that
+verify and publish meanwhile — parent pid) — not in-process worker threads. This process plays
+serve's sender role: ``build_runtime(worker=False)`` with the store's object-created events going to
 ``Dispatcher.handle``, so ``store.put_file("uploads/…")`` is an upload that creates a job and
 sends its probe step.
 

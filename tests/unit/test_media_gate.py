@@ -82,3 +82,30 @@ def test_listeners_hear_every_release() -> None:
 def test_no_permits_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one permit"):
         MediaGate(0)
+
+
+def test_release_soon_counts_the_step_as_finishing_before_the_permit_is_back() -> None:
+    """On its last, short calls a step lets the lane fetch the next message; that message's
+    step still waits for the permit itself."""
+    gate = MediaGate(1, threads=2)
+    heard: list[str] = []
+    gate.on_release(lambda: heard.append("wake"))
+    gate.acquire()
+    gate.release_soon()
+    assert gate.wanted() == 2
+    assert heard == ["wake"]
+    waiting = threading.Event()
+
+    def next_step() -> None:
+        with gate:
+            waiting.set()
+
+    thread = threading.Thread(target=next_step)
+    thread.start()
+    assert not waiting.wait(0.2)  # fetched early, but the permit is still taken
+    gate.release()
+    assert waiting.wait(10)
+    thread.join(timeout=10)
+    assert heard == ["wake", "wake", "wake"]  # soon, this release, the other step's release
+    gate.step_ended()
+    assert gate.wanted() == 2  # the other thread's step is finishing and has not ended

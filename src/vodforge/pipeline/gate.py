@@ -8,8 +8,10 @@ the next step encodes meanwhile, and ffmpeg still never runs more steps at once 
 configured.
 
 ``wanted`` is what the lane's consumer may hold: one message per permit plus one per step that
-is finishing. A message fetched beyond that would only wait here for a permit while another
-worker process might be idle.
+is finishing, or about to (``release_soon``: its last, short ffmpeg calls are running, so the
+next message is fetched and started in time to take the permit the moment it comes back). A
+message fetched beyond that would only wait here for a permit while another worker process
+might be idle.
 """
 
 from __future__ import annotations
@@ -40,14 +42,20 @@ class MediaGate:
         with self._lock:
             self._finishing.discard(threading.get_ident())
 
+    def release_soon(self) -> None:
+        """The calling thread's step is on its last, short ffmpeg calls (packaging): count it
+        as finishing already, so the lane fetches the next message while they run."""
+        with self._lock:
+            self._finishing.add(threading.get_ident())
+        self._notify()
+
     def release(self) -> None:
         """Give the permit back: the calling thread's step now finishes without ffmpeg, and the
         listeners hear that the lane may take one more message."""
         with self._lock:
             self._finishing.add(threading.get_ident())
         self._semaphore.release()
-        for listener in list(self._listeners):
-            listener()
+        self._notify()
 
     def step_ended(self) -> None:
         """The calling thread's step is over (called before its message is acknowledged)."""
@@ -60,8 +68,13 @@ class MediaGate:
             return min(self.threads, self.permits + len(self._finishing))
 
     def on_release(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the releasing thread) whenever a permit is given back."""
+        """Call ``listener`` (on the releasing thread) whenever a permit is given back or
+        announced (``release_soon``)."""
         self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     def __enter__(self) -> MediaGate:
         self.acquire()

@@ -218,6 +218,10 @@ class _Gate:
         if gate is not None:
             gate.acquire()
 
+    def release_soon(self) -> None:
+        if self._gate is not None:
+            self._gate.release_soon()
+
     def release(self) -> None:
         if self._gate is not None:
             self._gate.release()
@@ -311,6 +315,7 @@ def _run(
         )
         calls.write_sprite_vtt(plan, previews_dir)
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
+        gate.release_soon()  # stream copies only from here: let the next job get ready
         _gather(pool.submit(_call, runner, recorder, observer, c) for c in package)
         # Every ffmpeg call of the job is done: the next job may encode while the last chunk
         # decodes finish and the outputs are verified.

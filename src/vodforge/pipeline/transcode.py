@@ -143,8 +143,9 @@ def transcode(
     Creating a directory costs 0.15-0.35 ms of system time on ext4, and a job makes ten.
 
     ``media_gate``: a permit is taken for the job's ffmpeg phase (encodes, audio, previews,
-    packaging) and given back before the verification, so a worker thread beyond the gate's
-    permits can encode the next job while this one is verified and published (``pipeline.gate``)."""
+    packaging), announced as soon as only the packaging's stream copies are left, and given back
+    before the verification, so a worker thread beyond the gate's permits can encode the next
+    job while this one is verified and published (``pipeline.gate``)."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
     wall0, cpu0 = time.monotonic(), time.process_time()

@@ -45,17 +45,26 @@ class MediaGate:
     def release_soon(self) -> None:
         """The calling thread's step is on its last, short ffmpeg calls (packaging): count it
         as finishing already, so the lane fetches the next message while they run."""
-        with self._lock:
-            self._finishing.add(threading.get_ident())
-        self._notify()
+        if self._start_finishing():
+            self._notify()
 
     def release(self) -> None:
         """Give the permit back: the calling thread's step now finishes without ffmpeg, and the
-        listeners hear that the lane may take one more message."""
-        with self._lock:
-            self._finishing.add(threading.get_ident())
+        listeners hear that the lane may take one more message (unless ``release_soon``
+        already told them: ``wanted`` does not change again)."""
+        announced = not self._start_finishing()
         self._semaphore.release()
-        self._notify()
+        if not announced:
+            self._notify()
+
+    def _start_finishing(self) -> bool:
+        """Count the calling thread's step as finishing; False if it already was."""
+        ident = threading.get_ident()
+        with self._lock:
+            if ident in self._finishing:
+                return False
+            self._finishing.add(ident)
+            return True
 
     def step_ended(self) -> None:
         """The calling thread's step is over (called before its message is acknowledged)."""
@@ -68,8 +77,8 @@ class MediaGate:
             return min(self.threads, self.permits + len(self._finishing))
 
     def on_release(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the releasing thread) whenever a permit is given back or
-        announced (``release_soon``)."""
+        """Call ``listener`` (on the releasing thread) whenever ``wanted`` grows: a permit
+        given back or announced (``release_soon``), once per step."""
         self._listeners.append(listener)
 
     def _notify(self) -> None:

@@ -348,9 +348,13 @@ class JobStore:
                 _START_JOB,
                 {**ids, "p_state": state.value, "p_started": started_at, "p_now": now},
             )
-            for previous in s.execute(_RUNNING_ATTEMPTS, ids).all():
-                wall = max(0.0, (now - previous.started_at).total_seconds())
-                s.execute(_ABANDON_ATTEMPT, {"p_id": previous.id, "p_now": now, "p_wall": wall})
+            # A step never attempted has no attempt to abandon (requeue and release_step, the
+            # paths that lower the count, close the running attempts they drop): one SELECT
+            # less on the first attempt of every step.
+            if row.attempts:
+                for previous in s.execute(_RUNNING_ATTEMPTS, ids).all():
+                    wall = max(0.0, (now - previous.started_at).total_seconds())
+                    s.execute(_ABANDON_ATTEMPT, {"p_id": previous.id, "p_now": now, "p_wall": wall})
             attempt = row.attempts + 1
             s.execute(_START_STEP, {**ids, "p_now": now, "p_attempts": attempt, "p_worker": worker})
             s.execute(

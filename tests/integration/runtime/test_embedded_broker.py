@@ -11,7 +11,15 @@ import redis
 from dramatiq import Message
 
 from vodforge.errors import ConfigError
-from vodforge.runtime.broker import NAMESPACE, EmbeddedRedis, make_broker, wake_consumer
+from vodforge.runtime.broker import (
+    DELAY_POLL_SECONDS,
+    IDLE_WAIT_SECONDS,
+    NAMESPACE,
+    EmbeddedRedis,
+    idle_wait_seconds,
+    make_broker,
+    wake_consumer,
+)
 
 
 def test_a_second_broker_on_a_live_socket_is_refused(tmp_path: Path) -> None:
@@ -67,6 +75,48 @@ def test_a_limited_prefetch_holds_no_more_messages_than_wanted(tmp_path: Path) -
         assert {first.args, second.args} == {(0,), (1,)}
         assert broker.client.llen(f"{NAMESPACE}:long") == 1
         consumer.close()
+    finally:
+        broker.close()
+        server.stop()
+
+
+def test_idle_wait_keeps_heartbeats_well_within_their_timeout() -> None:
+    assert idle_wait_seconds(15_000) == IDLE_WAIT_SECONDS == 1.0
+    assert idle_wait_seconds(2_000) == pytest.approx(0.2)
+    assert idle_wait_seconds(1_000) == DELAY_POLL_SECONDS
+
+
+def test_an_idle_consumer_waits_long_unless_it_holds_delayed_messages(tmp_path: Path) -> None:
+    """Idle polls cost worker CPU (a Lua fetch and a BLPOP each), so an idle consumer blocks for
+    ``idle_wait``; but a delay queue's consumer whose worker holds a delayed message (a retry
+    waiting out its backoff) polls every ``DELAY_POLL_SECONDS``, since the worker moves a message
+    that came due only between polls."""
+    server = EmbeddedRedis(tmp_path / "broker")
+    broker = make_broker(server.start())
+    waits: list[tuple[str, float]] = []
+    blpop = broker.client.blpop
+
+    def spy(keys: list[str], timeout: float) -> object:
+        waits.append((keys[0].split(":")[1].split(".done")[0], timeout))
+        return blpop(keys, timeout=0.01)
+
+    broker.client.blpop = spy  # type: ignore[method-assign]
+    try:
+        broker.declare_queue("long")
+        quick = broker.consume("quick", prefetch=1)
+        delayed = broker.consume("long.DQ", prefetch=4)
+        assert next(quick) is None
+        assert next(delayed) is None
+        assert waits == [("quick", broker.idle_wait), ("long.DQ", broker.idle_wait)]
+        broker.enqueue(Message("long", "step", (1,), {}, {}), delay=60_000)
+        held = next(delayed)
+        assert held is not None
+        assert "eta" in held.options
+        waits.clear()
+        assert next(delayed) is None
+        assert waits == [("long.DQ", DELAY_POLL_SECONDS)]
+        quick.close()
+        delayed.close()
     finally:
         broker.close()
         server.stop()

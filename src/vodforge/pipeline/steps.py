@@ -490,6 +490,8 @@ def run_transcode(
             write_manifest=False,
             in_place=True,
             media_gate=ctx.media_gate,
+            # A LocalStore's etag is the sha256 of the object the job was made for.
+            source_sha256=source_etag if isinstance(ctx.store, LocalStore) else None,
         )
         files = [
             (ref.outputs + str(entry["key"]), result.out_dir / str(entry["key"]))

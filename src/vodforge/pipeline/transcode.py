@@ -129,6 +129,7 @@ def transcode(
     write_manifest: bool = True,
     in_place: bool = False,
     media_gate: MediaGate | None = None,
+    source_sha256: str | None = None,
 ) -> TranscodeResult:
     """``plan``: already made from this source and preset (the runtime's probe step did).
     ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest; the
@@ -145,7 +146,11 @@ def transcode(
     ``media_gate``: a permit is taken for the job's ffmpeg phase (encodes, audio, previews,
     packaging), announced as soon as only the packaging's stream copies are left, and given back
     before the verification, so a worker thread beyond the gate's permits can encode the next
-    job while this one is verified and published (``pipeline.gate``)."""
+    job while this one is verified and published (``pipeline.gate``).
+
+    ``source_sha256``: the source's digest, when the caller already has it (a LocalStore's etag
+    is the object's sha256): the manifest takes it instead of reading the whole source again —
+    seconds of CPU for a film, on every job."""
     observer = observer or NullObserver()
     workers = workers or default_workers()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -202,7 +207,15 @@ def transcode(
         out_dir=out_dir,
         plan=plan,
         manifest=_finish_manifest(
-            manifest, out_dir, toolchain_fingerprint, recorder, wall, cpu, source, write_manifest
+            manifest,
+            out_dir,
+            toolchain_fingerprint,
+            recorder,
+            wall,
+            cpu,
+            source,
+            write_manifest,
+            source_sha256,
         ),
         verification=report,
         wall_seconds=wall,
@@ -492,6 +505,7 @@ def _finish_manifest(
     cpu: float,
     source: Path,
     write: bool = True,
+    source_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Add what is only known after publishing (output hashes, timings, every call's argv) and
     write manifest.json last, so its presence means the outputs beside it are complete."""
@@ -502,7 +516,7 @@ def _finish_manifest(
             entry["sha256"] = sha256_file(out_dir / rel)
         outputs.append(entry)
     manifest = dict(manifest)
-    manifest["source"] = dict(manifest["source"], sha256=sha256_file(source))
+    manifest["source"] = dict(manifest["source"], sha256=source_sha256 or sha256_file(source))
     manifest["toolchain"] = toolchain_fingerprint
     manifest["calls"] = [
         r.to_dict() for r in sorted(recorder.records, key=lambda r: (r.started_at, r.label))

@@ -133,6 +133,9 @@ def test_a_single_chunk_job_runs_as_one_step(
     assert manifest["verification"]["ok"] is True
     assert manifest["source"]["key"] == "uploads/short.mp4"
     assert "path" not in manifest["source"]
+    # Taken from the LocalStore's etag, not read again: still the source's digest.
+    source = hashlib.sha256(store.get_bytes("uploads/short.mp4")).hexdigest()
+    assert manifest["source"]["sha256"] == manifest["source"]["etag"] == source
     keys = {o.key for o in store.list(f"outputs/{job.id}/")}
     assert {o["key"] for o in manifest["outputs"]} | {f"outputs/{job.id}/manifest.json"} == keys
     for o in manifest["outputs"]:

@@ -530,6 +530,8 @@ def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) 
     staged = any(True for _ in ctx.store.list(f"{ref.work}stage/"))
     if not staged and (done := _already_published(ctx, ref)) is not None:
         return done
+    from vodforge.pipeline.transcode import output_files  # noqa: PLC0415 — imports calls
+
     plan = load_plan(ctx, ref)
     with _workdir(ctx, ref, dag.VERIFY) as work:
         final = work / "final"
@@ -550,10 +552,10 @@ def run_verify(ctx: StepContext, ref: JobRef, *, source_etag: str, bucket: str) 
         ctx.store.delete(f"{ref.outputs}manifest.json")
         files = []
         sizes = {}
-        for path in sorted(p for p in final.rglob("*") if p.is_file()):
-            out_key = ref.outputs + path.relative_to(final).as_posix()
-            files.append((out_key, path))
-            sizes[out_key] = path.stat().st_size
+        for rel, size in output_files(final):
+            out_key = ref.outputs + rel
+            files.append((out_key, final / rel))
+            sizes[out_key] = size
         digests = _publish_outputs(ctx, files)
         outputs = [
             {

@@ -474,7 +474,7 @@ def _publish(stage: Path, out_dir: Path) -> None:
             os.replace(src, dst)
 
 
-def _output_files(out_dir: Path) -> list[tuple[str, int]]:
+def output_files(out_dir: Path) -> list[tuple[str, int]]:
     """(relative POSIX path, size) of every regular file under ``out_dir`` but the manifest,
     hidden names and the ``_work`` intermediates, sorted by path (one ``scandir`` per folder:
     pathlib's rglob costs several times as much for the same walk)."""
@@ -510,7 +510,7 @@ def _finish_manifest(
     """Add what is only known after publishing (output hashes, timings, every call's argv) and
     write manifest.json last, so its presence means the outputs beside it are complete."""
     outputs = []
-    for rel, size in _output_files(out_dir):
+    for rel, size in output_files(out_dir):
         entry: dict[str, Any] = {"key": rel, "size": size}
         if write:
             entry["sha256"] = sha256_file(out_dir / rel)

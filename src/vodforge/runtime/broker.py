@@ -173,14 +173,17 @@ class _WakingConsumer(_RedisConsumer):
             if self.outstanding_message_count < self.prefetch:
                 keys.append(wake_key(self.queue_name))
             wait = self.broker.idle_wait
-            if self.queue_name.endswith(".DQ") and self.outstanding_message_count:
+            if self.broker.stopping or (
+                self.queue_name.endswith(".DQ") and self.outstanding_message_count
+            ):
                 wait = min(wait, DELAY_POLL_SECONDS)
             self.broker.client.blpop(keys, timeout=wait)
         return item
 
 
 class _WakeWhenDone(Middleware):
-    """Wakes the consumer that fetched a message once a worker thread has acked it."""
+    """Wakes the consumer that fetched a message once a worker thread has acked it, and every
+    consumer of a worker that begins to shut down."""
 
     def _wake(self, broker: Any, message: Any) -> None:
         wake_consumer(broker, message.queue_name)
@@ -193,6 +196,15 @@ class _WakeWhenDone(Middleware):
     def after_nack(self, broker: Any, message: Any) -> None:
         self._wake(broker, message)
 
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        """A stopping worker's consumers poll briefly and are woken now: a consumer blocked for
+        its idle wait would otherwise hold the worker's shutdown (and ``serve``'s) up to a
+        second after its thread was told to stop."""
+        broker.stopping = True
+        for queue_name in (*broker.get_declared_queues(), *broker.get_declared_delay_queues()):
+            with contextlib.suppress(redis.RedisError):
+                wake_consumer(broker, queue_name)
+
 
 class WakingRedisBroker(RedisBroker):
     """RedisBroker whose enqueue also pushes a wake-up token for the queue's consumers."""
@@ -201,6 +213,8 @@ class WakingRedisBroker(RedisBroker):
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.add_middleware(_WakeWhenDone())
         self.idle_wait = idle_wait_seconds(self.heartbeat_timeout)
+        #: Set when a worker on this broker begins to shut down (see ``_WakeWhenDone``).
+        self.stopping = False
         self.prefetch_limits: dict[str, Callable[[], int]] = {}
 
     def limit_prefetch(self, queue_name: str, wanted: Callable[[], int]) -> None:

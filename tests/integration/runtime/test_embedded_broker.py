@@ -4,6 +4,8 @@ takes over one left behind by a server that is gone."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,36 @@ def test_an_idle_consumer_waits_long_unless_it_holds_delayed_messages(tmp_path: 
         assert waits == [("long.DQ", DELAY_POLL_SECONDS)]
         quick.close()
         delayed.close()
+    finally:
+        broker.close()
+        server.stop()
+
+
+def test_a_worker_shutting_down_wakes_its_idle_consumers(tmp_path: Path) -> None:
+    """An idle consumer blocks for ``idle_wait``; a worker that begins to stop wakes it (and it
+    polls briefly from then on), so stopping a worker or ``serve`` does not wait out the idle
+    wait of each of its consumers."""
+    server = EmbeddedRedis(tmp_path / "broker")
+    broker = make_broker(server.start())
+    broker.idle_wait = 30.0  # far beyond the test's patience: only the wake-up can end the wait
+    try:
+        broker.declare_queue("quick")
+        consumer = broker.consume("quick", prefetch=1)
+        returned = threading.Event()
+
+        def consume() -> None:
+            assert next(consumer) is None
+            returned.set()
+
+        thread = threading.Thread(target=consume, daemon=True)
+        thread.start()
+        time.sleep(0.3)  # let it block in its BLPOP
+        assert not returned.is_set()
+        broker.emit_before("worker_shutdown", None)
+        assert returned.wait(10.0), "the idle consumer was not woken by the shutdown"
+        assert broker.stopping
+        thread.join(5.0)
+        consumer.close()
     finally:
         broker.close()
         server.stop()

@@ -162,44 +162,32 @@ def transcode(
         plan = plan_job(info, preset, workers=workers, chunk_seconds=chunk_seconds)
         recorder.add_inprocess("probe", time.monotonic() - t0, time.process_time() - c0)
 
-    if in_place:
-        clear_files(out_dir)
-        work = out_dir / WORK
-        work.mkdir(parents=True, exist_ok=True)
-        # On failure the caller clears the slot, as it does after publishing from it.
+    with contextlib.ExitStack() as staged:
+        if in_place:
+            # On failure the caller clears the slot, as it does after publishing from it.
+            clear_files(out_dir)
+            stage = out_dir
+            (stage / WORK).mkdir(parents=True, exist_ok=True)
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
+            shutil.rmtree(stage, ignore_errors=True)
+            staged.callback(shutil.rmtree, stage, ignore_errors=True)
+            (stage / WORK).mkdir(parents=True)
         manifest, report = _run(
             source,
-            out_dir,
-            work,
+            stage,
+            stage / WORK,
             plan,
             runner,
             recorder,
             observer,
             workers,
-            keep_dirs=True,
+            keep_dirs=in_place,
             media_gate=media_gate,
         )
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stage = out_dir / f".vodforge-stage-{os.getpid()}-{threading.get_ident()}"
-        work = stage / "_work"
-        shutil.rmtree(stage, ignore_errors=True)
-        try:
-            work.mkdir(parents=True)
-            manifest, report = _run(
-                source,
-                stage,
-                work,
-                plan,
-                runner,
-                recorder,
-                observer,
-                workers,
-                media_gate=media_gate,
-            )
+        if not in_place:
             _publish(stage, out_dir)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
 
     wall = time.monotonic() - wall0
     cpu = (time.process_time() - cpu0) + sum(r.cpu_seconds for r in recorder.records)

@@ -20,7 +20,10 @@ from dramatiq.middleware import Middleware
 
 from vodforge.errors import ConfigError, TransientError
 from vodforge.media.runner import die_with_parent
+from vodforge.observability.logging import get_logger
 from vodforge.pipeline.dag import Lane
+
+log = get_logger(__name__)
 
 NAMESPACE = "vodforge"
 #: Longest unix socket path the kernel accepts (sun_path is 108 bytes).
@@ -149,6 +152,15 @@ def wake_consumer(broker: Any, queue_name: str) -> None:
         pipe.execute()
 
 
+def wake_quietly(broker: Any, queue_name: str) -> None:
+    """``wake_consumer`` for callers that must not fail over it (a permit given back, a worker
+    shutting down): a lost wake-up only delays the consumer to its next idle poll."""
+    try:
+        wake_consumer(broker, queue_name)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not wake a consumer", queue=queue_name, error=repr(exc))
+
+
 class _WakingConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, but an idle one blocks (BLPOP) on the queue's wake list and
     on its own "a message finished" list instead of polling with a sleep: dispatch latency is
@@ -202,8 +214,7 @@ class _WakeWhenDone(Middleware):
         second after its thread was told to stop."""
         broker.stopping = True
         for queue_name in (*broker.get_declared_queues(), *broker.get_declared_delay_queues()):
-            with contextlib.suppress(redis.RedisError):
-                wake_consumer(broker, queue_name)
+            wake_quietly(broker, queue_name)
 
 
 class WakingRedisBroker(RedisBroker):

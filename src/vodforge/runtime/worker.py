@@ -11,14 +11,13 @@ import threading
 from collections.abc import Iterable
 
 import dramatiq
-import redis
 
 from vodforge.media.runner import FfmpegRunner
 from vodforge.observability.logging import configure, get_logger
 from vodforge.pipeline.dag import Lane
 from vodforge.runtime.actors import bind_lanes
 from vodforge.runtime.app import build_runtime
-from vodforge.runtime.broker import WakingRedisBroker, make_broker, wake_consumer
+from vodforge.runtime.broker import make_broker, wake_quietly
 from vodforge.runtime.janitor import run_janitor
 from vodforge.runtime.serve import PARENT_ENV
 from vodforge.settings import Settings
@@ -42,15 +41,6 @@ def _stop_when_orphaned(stop: threading.Event) -> None:
                 stop.set()
 
     threading.Thread(target=watch, daemon=True, name="orphan-watch").start()
-
-
-def _wake_quietly(broker: WakingRedisBroker, queue_name: str) -> None:
-    """A permit was given back: wake the lane's consumer so it fetches the next message now. A
-    lost wake-up only delays that to the consumer's next idle poll; it never fails the step."""
-    try:
-        wake_consumer(broker, queue_name)
-    except (redis.RedisError, OSError) as exc:
-        log.warning("could not wake the long lane's consumer", error=repr(exc))
 
 
 def run_worker(
@@ -99,7 +89,7 @@ def run_worker(
             # Hold one message per permit and one per step finishing, no more: a message held
             # beyond that would wait here for a permit while another worker might be idle.
             broker.limit_prefetch(lane.value, gate.wanted)
-            gate.on_release(functools.partial(_wake_quietly, broker, lane.value))
+            gate.on_release(functools.partial(wake_quietly, broker, lane.value))
         brokers.append(broker)
         worker = dramatiq.Worker(
             broker,

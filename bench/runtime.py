@@ -595,12 +595,17 @@ def _summed_cpu(rounds: list[dict[str, Any]]) -> dict[str, float]:
     return cpu
 
 
-def ffmpeg_cost_ratio(burst: dict[str, Any], plain: dict[str, Any]) -> float:
-    """Mean CPU of the same ffmpeg calls, runtime over pool (the "all calls of a job" row)."""
+def job_call_cpu_ms(burst: dict[str, Any], plain: dict[str, Any]) -> tuple[float, float]:
+    """Mean CPU of all the ffmpeg calls of a job that both sides ran: (runtime, pool)."""
     ours, theirs = burst["call_cpu_ms"], plain["call_cpu_ms"]
     both = set(ours) & set(theirs)
-    pool = sum(theirs[label] for label in both)
-    return sum(ours[label] for label in both) / pool if pool else 1.0
+    return sum(ours[label] for label in both), sum(theirs[label] for label in both)
+
+
+def ffmpeg_cost_ratio(burst: dict[str, Any], plain: dict[str, Any]) -> float:
+    """Mean CPU of the same ffmpeg calls, runtime over pool (the "all calls of a job" row)."""
+    runtime, pool = job_call_cpu_ms(burst, plain)
+    return runtime / pool if pool else 1.0
 
 
 def ratio_at_parity(ratio: float, cpu: dict[str, float], ffmpeg_ratio: float) -> float:
@@ -608,7 +613,7 @@ def ratio_at_parity(ratio: float, cpu: dict[str, float], ffmpeg_ratio: float) ->
 
     The same argv cost the two sides different CPU from run to run (0.87-1.09x, alternating
     rounds notwithstanding: this VM's speed moves by the minute), and that alone moved the
-    measured ratio from 0.80 to 1.06. The runtime is CPU-bound in a burst (its cores are busy
+    measured ratio from 0.80 to 1.09. The runtime is CPU-bound in a burst (its cores are busy
     ~1.97 of 2 between the first and last job), so its wall scales with its CPU per job; with
     its ffmpeg at the pool's cost that CPU would be ``total - ffmpeg + ffmpeg / ffmpeg_ratio``.
     An estimate, printed beside the measured ratio (the bar's), never instead of it."""
@@ -910,7 +915,7 @@ def calls_table(burst: dict[str, Any], plain: dict[str, Any]) -> Table:
     for label in both:
         a, b = ours[label], theirs[label]
         table.add_row(label, ms(a), ms(b), f"{a / b:.3f}" if b else "-")
-    a, b = sum(ours[label] for label in both), sum(theirs[label] for label in both)
+    a, b = job_call_cpu_ms(burst, plain)
     table.add_row("all calls of a job", ms(a), ms(b), f"{a / b:.3f}" if b else "-")
     return table
 

@@ -29,10 +29,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     Connection,
-    CursorResult,
     Engine,
-    Result,
-    Row,
     Table,
     bindparam,
     case,
@@ -42,6 +39,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -51,9 +49,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from vodforge.errors import ConfigError, InvalidTransition, JobError, JobNotFound, TransientError
+from vodforge.jobs.direct import DirectStatements, DirectTx
 from vodforge.jobs.models import Attempt, DeadLetter, Event, Fanin, Job, Output, Step
 from vodforge.jobs.states import (
     ACTIVE_STEP_STATES,
@@ -121,6 +120,9 @@ class JobStore:
         self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
         self._reads = sessionmaker(self._engine, expire_on_commit=False)
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
+        # The hot path (events, a step's start and finish): the same statements on the DBAPI
+        # cursor, without the Session's per-execution layer (see jobs/direct.py).
+        self._statements = DirectStatements(self._engine)
 
     @classmethod
     def open(
@@ -174,7 +176,7 @@ class JobStore:
 
     def record_event(self, ev: EventRecord) -> int:
         """Log a storage event and what the runtime did with it; returns the event id."""
-        with self._tx(write=True) as s:
+        with self._direct(write=True) as s:
             return _record_event(s, ev, self._now())
 
     def admit(
@@ -189,7 +191,7 @@ class JobStore:
         changed the toolchain new jobs get must still find the job its upload already has."""
         now = self._now()
         try:
-            with self._tx(write=True) as s:
+            with self._direct(write=True) as s:
                 job, created = _create_or_get(s, spec, now, by_source=True)
                 if not created:
                     _record_event(
@@ -224,7 +226,7 @@ class JobStore:
         """Create the job, or return the existing one with ``False`` (duplicate event)."""
         now = self._now()
         try:
-            with self._tx(write=True) as s:
+            with self._direct(write=True) as s:
                 return _create_or_get(s, spec, now)
         except IntegrityError:
             # A concurrent duplicate inserted the same id between our check and our insert.
@@ -294,13 +296,14 @@ class JobStore:
     ) -> None:
         """Add ``(name, lane)`` steps as pending; steps that exist are left untouched, so a
         replanned duplicate message does not reset progress."""
-        with self._tx(write=True) as s:
+        with self._direct(write=True) as s:
             _add_steps(s, job_id, steps, plan, self._now())
 
     def set_fanin(self, job_id: str, group: str, total: int) -> None:
         """Declare a fan-in group of ``total`` steps; a repeat with the same total is a no-op."""
-        with self._tx(write=True) as s:
-            _job(s, job_id, lock=True)
+        with self._direct(write=True) as s:
+            if s.execute(_SELECT_JOB_LOCKED, {"p_job": job_id}).first() is None:
+                raise JobNotFound(f"no job {job_id}")
             _set_fanin(s, job_id, group, total)
 
     # -- step lifecycle ---------------------------------------------------------------------
@@ -325,7 +328,7 @@ class JobStore:
         """
         now = self._now()
         ids = {"p_job": job_id, "p_step": step}
-        with self._tx(write=True) as s:
+        with self._direct(write=True) as s:
             job = s.execute(_SELECT_JOB_LOCKED, ids).first()
             if job is None:
                 raise JobNotFound(f"no job {job_id}")
@@ -387,8 +390,8 @@ class JobStore:
         watches it). Two UPDATEs, no reads."""
         now = self._now()
         params: dict[str, Any] = {"p_job": job_id, "p_step": step, "p_now": now}
-        with self._tx(write=True) as s:
-            if _rowcount(s.execute(_TOUCH_JOB, params)) == 0:
+        with self._direct(write=True) as s:
+            if s.execute(_TOUCH_JOB, params).rowcount == 0:
                 raise JobNotFound(f"no job {job_id}")
             if progress is None:
                 s.execute(_HEARTBEAT_STEP, params)
@@ -419,7 +422,7 @@ class JobStore:
         pending, returned in ``queued`` for the caller to send — and ``publish`` completes the
         job with its outputs (the final step)."""
         now = self._now()
-        with self._tx(write=True) as s:
+        with self._direct(write=True) as s:
             if plan is not None:
                 _add_steps(s, job_id, plan.steps, plan.plan, now)
                 for group, total in plan.fanins.items():
@@ -547,7 +550,7 @@ class JobStore:
     ) -> JobView:
         """Published: the job succeeded with these outputs (replacing any recorded before).
         Repeating it with the same manifest key returns the job unchanged."""
-        with self._tx(write=True) as s:
+        with self._direct(write=True) as s:
             return _complete_job(s, job_id, outputs, manifest_key, self._now())
 
     def cancel_job(self, job_id: str) -> JobView:
@@ -827,6 +830,13 @@ class JobStore:
         return _aware(self._clock(), "clock")
 
     @contextmanager
+    def _direct(self, *, write: bool) -> Iterator[DirectTx]:
+        """One short transaction on the hot path (``jobs/direct.py``); same semantics and error
+        mapping as ``_tx``."""
+        with _map_db_errors(), self._statements.transaction(write=write) as tx:
+            yield tx
+
+    @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Session]:
         """One short transaction; commits on success, rolls back on any exception."""
         factory = self._writes if write else self._reads
@@ -844,6 +854,13 @@ _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
 # times what executing it does (measured ~0.3 ms against ~0.05 ms on SQLite), and table-level
 # statements skip the ORM's bulk-DML layer, so they are built here once, with bind parameters
 # (named ``p_*``: a bind parameter may not share a column's name in an INSERT or UPDATE).
+
+
+def _one_of(column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN (values)`` as plain binds (``a = ? OR b = ?``): an ``in_`` of a list is an
+    expanding parameter, which the direct path does not render."""
+    return or_(*(column == value for value in values))
+
 
 _JOBS = cast(Table, Job.__table__)
 _STEPS = cast(Table, Step.__table__)
@@ -937,7 +954,9 @@ _FINISH_ATTEMPT = (
             .limit(1)
             .scalar_subquery()
         ),
-        _ATTEMPTS.c.outcome.in_([AttemptOutcome.RUNNING.value, AttemptOutcome.ABANDONED.value]),
+        _one_of(
+            _ATTEMPTS.c.outcome, [AttemptOutcome.RUNNING.value, AttemptOutcome.ABANDONED.value]
+        ),
     )
     .values(
         outcome=AttemptOutcome.SUCCEEDED.value,
@@ -970,11 +989,7 @@ _COUNT_FANIN = (
 )
 _QUEUE_PENDING = (
     update(_STEPS)
-    .where(
-        _STEPS.c.job_id == _P_JOB,
-        _STEPS.c.name.in_(bindparam("p_names", expanding=True)),
-        _STEPS.c.state == StepState.PENDING.value,
-    )
+    .where(*_OF_STEP, _STEPS.c.state == StepState.PENDING.value)
     .values(state=StepState.QUEUED.value, enqueued_at=_P_NOW, updated_at=_P_NOW)
     .returning(_STEPS.c.name)
 )
@@ -983,7 +998,7 @@ _STEP_NAMES = select(_STEPS.c.name).where(_STEPS.c.job_id == _P_JOB)
 _INSERT_STEPS = insert(_STEPS)
 _COMPLETE_JOB = (
     update(_JOBS)
-    .where(_OF_JOB, _JOBS.c.state.in_(_CAN_SUCCEED))
+    .where(_OF_JOB, _one_of(_JOBS.c.state, _CAN_SUCCEED))
     .values(
         state=JobState.SUCCEEDED.value,
         finished_at=_P_NOW,
@@ -1009,10 +1024,14 @@ _SELECT_JOB_BY_SOURCE = (
 )
 _INSERT_JOB = insert(_JOBS).returning(*_JOBS.c)
 _INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_SELECT_FANIN = select(_FANINS.c.total, _FANINS.c.done).where(
+    _FANINS.c.job_id == _P_JOB, _FANINS.c.group == bindparam("p_group")
+)
+_INSERT_FANIN = insert(_FANINS)
 
 
 def _finish_step(
-    s: Session,
+    s: DirectTx,
     job_id: str,
     step: str,
     *,
@@ -1033,9 +1052,9 @@ def _finish_step(
         "p_outputs": outputs,
     }
     # Touch the job first: it takes the job's row lock before any step's (lock order).
-    if _rowcount(s.execute(_TOUCH_JOB, params)) == 0:
+    if s.execute(_TOUCH_JOB, params).rowcount == 0:
         raise JobNotFound(f"no job {job_id}")
-    newly = _rowcount(s.execute(_FINISH_STEP, params)) == 1
+    newly = s.execute(_FINISH_STEP, params).rowcount == 1
     if not newly:
         current = s.scalar(_STEP_STATE, params)
         if current is None:
@@ -1057,7 +1076,7 @@ def _finish_step(
     return StepFinish(newly_finished=True, group_complete=complete)
 
 
-def _record_event(s: Session, ev: EventRecord, now: datetime) -> int:
+def _record_event(s: DirectTx, ev: EventRecord, now: datetime) -> int:
     if ev.outcome not in EVENT_OUTCOMES:
         raise JobError(f"unknown event outcome {ev.outcome!r} (one of {sorted(EVENT_OUTCOMES)})")
     result = s.execute(
@@ -1080,7 +1099,7 @@ def _record_event(s: Session, ev: EventRecord, now: datetime) -> int:
 
 
 def _create_or_get(
-    s: Session, spec: JobSpec, now: datetime, *, by_source: bool = False
+    s: DirectTx, spec: JobSpec, now: datetime, *, by_source: bool = False
 ) -> tuple[JobView, bool]:
     """The job of ``spec``: the existing one with ``False``, or a new one with ``True``. A
     concurrent insert of the same id surfaces as ``IntegrityError``. ``by_source``: an
@@ -1129,7 +1148,7 @@ def _new_job(spec: JobSpec, now: datetime) -> dict[str, Any]:
 
 
 def _add_steps(
-    s: Session,
+    s: DirectTx,
     job_id: str,
     steps: Sequence[tuple[str, str]],
     plan: dict[str, Any] | None,
@@ -1141,7 +1160,7 @@ def _add_steps(
         touched = s.execute(_PLAN_JOB, {**params, "p_plan": plan})
     else:
         touched = s.execute(_TOUCH_JOB, params)
-    if _rowcount(touched) == 0:
+    if touched.rowcount == 0:
         raise JobNotFound(f"no job {job_id}")
     known = set(s.scalars(_STEP_NAMES, params))
     rows = []
@@ -1164,35 +1183,40 @@ def _add_steps(
         s.execute(_INSERT_STEPS, rows)
 
 
-def _set_fanin(s: Session, job_id: str, group: str, total: int) -> None:
+def _set_fanin(s: DirectTx, job_id: str, group: str, total: int) -> None:
     if total < 1:
         raise JobError(f"fan-in {group} of job {job_id} needs at least one step, not {total}")
-    fanin = s.get(Fanin, (job_id, group))
+    fanin = s.execute(_SELECT_FANIN, {"p_job": job_id, "p_group": group}).first()
     if fanin is None:
-        s.add(Fanin(job_id=job_id, group=group, total=total, done=0))
+        s.execute(_INSERT_FANIN, {"job_id": job_id, "group": group, "total": total, "done": 0})
     elif fanin.total != total:
         raise JobError(
             f"fan-in {group} of job {job_id} already has {fanin.total} steps, not {total}"
         )
 
 
-def _queue_pending(s: Session, job_id: str, names: Sequence[str], now: datetime) -> list[str]:
-    """Mark the named steps queued if they are still pending (one UPDATE); returns the ones
-    this call queued — a step some other path already queued or ran is left alone."""
-    if not names:
-        return []
-    queued = set(s.scalars(_QUEUE_PENDING, {"p_job": job_id, "p_names": list(names), "p_now": now}))
-    return [n for n in names if n in queued]
+def _queue_pending(s: DirectTx, job_id: str, names: Sequence[str], now: datetime) -> list[str]:
+    """Mark the named steps queued if they are still pending (one UPDATE each, usually one);
+    returns the ones this call queued — a step some other path already queued or ran is left
+    alone."""
+    params = {"p_job": job_id, "p_now": now}
+    return [
+        name
+        for name in dict.fromkeys(names)
+        if s.execute(_QUEUE_PENDING, {**params, "p_step": name}).first() is not None
+    ]
 
 
 def _complete_job(
-    s: Session, job_id: str, outputs: Sequence[OutputRecord], manifest_key: str, now: datetime
+    s: DirectTx, job_id: str, outputs: Sequence[OutputRecord], manifest_key: str, now: datetime
 ) -> JobView:
     # One UPDATE when the transition is allowed (the usual case); else read and explain.
     params = {"p_job": job_id, "p_now": now, "p_manifest": manifest_key}
     row = s.execute(_COMPLETE_JOB, params).first()
     if row is None:
-        job = _job(s, job_id, lock=True)
+        job = s.execute(_SELECT_JOB_LOCKED, params).first()
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
         job_state = JobState(job.state)
         if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
             return _job_view(job)
@@ -1289,10 +1313,6 @@ def _aware(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _sub(row: Step) -> str:
     return f"step {row.job_id}/{row.name}"
 
@@ -1356,19 +1376,20 @@ def _close_attempt(
         attempt.toolchain_id = error.toolchain_id or attempt.toolchain_id
 
 
-def _count_fanin(s: Session, job_id: str, group: str) -> bool:
+def _count_fanin(s: DirectTx, job_id: str, group: str) -> bool:
     """Atomically count one more finished step; True for the increment that completes it."""
-    row = s.execute(_COUNT_FANIN, {"p_job": job_id, "p_group": group}).one_or_none()
+    params = {"p_job": job_id, "p_group": group}
+    row = s.execute(_COUNT_FANIN, params).one_or_none()
     if row is not None:
         done, total = row
         return bool(done == total)
-    fanin = s.get(Fanin, (job_id, group))
+    fanin = s.execute(_SELECT_FANIN, params).first()
     if fanin is None:
         raise JobNotFound(f"job {job_id} has no fan-in group {group}")
     raise JobError(f"fan-in {group} of job {job_id} is already complete ({fanin.total} steps)")
 
 
-def _job_view(j: Job | Row[Any]) -> JobView:
+def _job_view(j: Any) -> JobView:
     """A view of an ORM ``Job``, or of a ``jobs`` row read with Core (``RETURNING``): the
     mapped attributes and the columns share their names."""
     return JobView(

@@ -59,6 +59,8 @@ class Prepared:
             )
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("the direct path does not expand IN parameters")
+        if any(bind.literal_execute for bind in compiled.binds.values()):
+            raise ValueError("the direct path does not render literal-execute parameters")
         self.compiled = compiled
         self.sql = compiled.string
         #: Parameter names in placeholder order (positional drivers) or None (named drivers).

@@ -176,7 +176,7 @@ class JobStore:
 
     def record_event(self, ev: EventRecord) -> int:
         """Log a storage event and what the runtime did with it; returns the event id."""
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             return _record_event(s, ev, self._now())
 
     def admit(
@@ -191,7 +191,7 @@ class JobStore:
         changed the toolchain new jobs get must still find the job its upload already has."""
         now = self._now()
         try:
-            with self._direct(write=True) as s:
+            with self.direct(write=True) as s:
                 job, created = _create_or_get(s, spec, now, by_source=True)
                 if not created:
                     _record_event(
@@ -226,7 +226,7 @@ class JobStore:
         """Create the job, or return the existing one with ``False`` (duplicate event)."""
         now = self._now()
         try:
-            with self._direct(write=True) as s:
+            with self.direct(write=True) as s:
                 return _create_or_get(s, spec, now)
         except IntegrityError:
             # A concurrent duplicate inserted the same id between our check and our insert.
@@ -296,12 +296,12 @@ class JobStore:
     ) -> None:
         """Add ``(name, lane)`` steps as pending; steps that exist are left untouched, so a
         replanned duplicate message does not reset progress."""
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             _add_steps(s, job_id, steps, plan, self._now())
 
     def set_fanin(self, job_id: str, group: str, total: int) -> None:
         """Declare a fan-in group of ``total`` steps; a repeat with the same total is a no-op."""
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             if s.execute(_SELECT_JOB_LOCKED, {"p_job": job_id}).first() is None:
                 raise JobNotFound(f"no job {job_id}")
             _set_fanin(s, job_id, group, total)
@@ -328,7 +328,7 @@ class JobStore:
         """
         now = self._now()
         ids = {"p_job": job_id, "p_step": step}
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             job = s.execute(_SELECT_JOB_LOCKED, ids).first()
             if job is None:
                 raise JobNotFound(f"no job {job_id}")
@@ -390,7 +390,7 @@ class JobStore:
         watches it). Two UPDATEs, no reads."""
         now = self._now()
         params: dict[str, Any] = {"p_job": job_id, "p_step": step, "p_now": now}
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             if s.execute(_TOUCH_JOB, params).rowcount == 0:
                 raise JobNotFound(f"no job {job_id}")
             if progress is None:
@@ -422,7 +422,7 @@ class JobStore:
         pending, returned in ``queued`` for the caller to send — and ``publish`` completes the
         job with its outputs (the final step)."""
         now = self._now()
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             if plan is not None:
                 _add_steps(s, job_id, plan.steps, plan.plan, now)
                 for group, total in plan.fanins.items():
@@ -550,7 +550,7 @@ class JobStore:
     ) -> JobView:
         """Published: the job succeeded with these outputs (replacing any recorded before).
         Repeating it with the same manifest key returns the job unchanged."""
-        with self._direct(write=True) as s:
+        with self.direct(write=True) as s:
             return _complete_job(s, job_id, outputs, manifest_key, self._now())
 
     def cancel_job(self, job_id: str) -> JobView:
@@ -830,9 +830,10 @@ class JobStore:
         return _aware(self._clock(), "clock")
 
     @contextmanager
-    def _direct(self, *, write: bool) -> Iterator[DirectTx]:
-        """One short transaction on the hot path (``jobs/direct.py``); same semantics and error
-        mapping as ``_tx``."""
+    def direct(self, *, write: bool) -> Iterator[DirectTx]:
+        """One short transaction on the hot path (``jobs/direct.py``) for prebuilt Core
+        statements: the store's own and its companions' (a rollout's routing of every upload).
+        Same locking and error mapping as ``transaction``."""
         with _map_db_errors(), self._statements.transaction(write=write) as tx:
             yield tx
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from fractions import Fraction
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -153,6 +154,13 @@ def builtin_names() -> list[str]:
 
 
 def parse_preset(text: str, *, origin: str) -> Preset:
+    """Validate a preset's TOML text. Parsed once per (text, origin) and shared (presets are
+    frozen): every job's probe loads its preset, and TOML + validation cost ~1 ms a time."""
+    return _parse_preset(text, origin)
+
+
+@lru_cache(maxsize=64)
+def _parse_preset(text: str, origin: str) -> Preset:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

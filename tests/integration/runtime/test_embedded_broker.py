@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
 
 from vodforge.errors import ConfigError
 from vodforge.runtime.broker import (
@@ -21,6 +22,7 @@ from vodforge.runtime.broker import (
     idle_wait_seconds,
     make_broker,
     wake_consumer,
+    wake_key,
 )
 
 
@@ -78,6 +80,49 @@ def test_a_limited_prefetch_holds_no_more_messages_than_wanted(tmp_path: Path) -
         assert broker.client.llen(f"{NAMESPACE}:long") == 1
         consumer.close()
     finally:
+        broker.close()
+        server.stop()
+
+
+def test_an_enqueue_is_one_round_trip_that_dramatiq_itself_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``do_enqueue`` runs Dramatiq's dispatch script and pushes the wake-up token in one
+    pipeline: on a server whose script cache is empty (a restarted Redis) the script is loaded,
+    each later enqueue is one round trip, and the messages are where Dramatiq's own consumer
+    finds them, with one token each."""
+    server = EmbeddedRedis(tmp_path / "broker")
+    url = server.start()
+    broker = make_broker(url)
+    plain = RedisBroker(url=url, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
+    try:
+        broker.declare_queue("quick")
+        broker.client.script_flush()
+        first = broker.enqueue(Message("quick", "step", ("job", "probe"), {}, {}))
+        sends: list[int] = []
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(self: object, *args: object, **kwargs: object) -> None:
+            sends.append(1)
+            original(self, *args, **kwargs)  # type: ignore[arg-type, no-untyped-call]
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        second = broker.enqueue(Message("quick", "step", ("job2", "probe"), {}, {}))
+        monkeypatch.undo()
+        assert len(sends) == 1
+        # Two tokens for the first (NOSCRIPT: pushed, then again after the retried enqueue),
+        # one for the second.
+        assert broker.client.llen(wake_key("quick")) == 3
+        plain.declare_queue("quick")
+        consumer = plain.consume("quick", prefetch=2, timeout=1000)
+        received = [next(consumer) for _ in range(2)]
+        assert [m.message_id if m is not None else None for m in received] == [
+            first.message_id,
+            second.message_id,
+        ]
+        consumer.close()
+    finally:
+        plain.close()
         broker.close()
         server.stop()
 

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -391,3 +392,25 @@ def test_move_in_many_moves_every_file_and_syncs_each_directory_once(
         assert info.etag == hashlib.sha256(key.removeprefix("outputs/j/").encode()).hexdigest()
         assert store.get_bytes(key) == key.removeprefix("outputs/j/").encode()
     assert sorted(synced) == sorted({store.root / "outputs/j/hls/a", store.root / "outputs/j/mp4"})
+
+
+def test_concurrent_fsyncs_run_every_item_once_in_a_few_streams() -> None:
+    """Publishing's fsyncs: every item once, on at most ``SYNC_STREAMS`` threads (the caller's
+    among them); a failure stops its own stream only and surfaces once the others are done."""
+    seen: list[int] = []
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    def fsync(item: int) -> None:
+        with lock:
+            seen.append(item)
+            threads.add(threading.get_ident())
+        if item == 3:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output"):
+        local_module._concurrently(fsync, list(range(21)))
+    failed_stream = set(range(3, 21, local_module.SYNC_STREAMS))
+    assert sorted(seen) == sorted(set(range(21)) - failed_stream | {3})
+    assert threading.get_ident() in threads
+    assert len(threads) <= local_module.SYNC_STREAMS

@@ -189,10 +189,12 @@ class DirectStatements:
                 except dbapi_error as exc:
                     raise tx.wrap("COMMIT", {}, exc) from exc
             except BaseException:
-                try:
-                    raw.rollback()
-                except dbapi_error:
-                    raw.invalidate()
+                # A connection found dead (invalidated by ``wrap``) has nothing to roll back.
+                if raw.is_valid:
+                    try:
+                        raw.rollback()
+                    except dbapi_error:
+                        raw.invalidate()
                 raise
             finally:
                 cursor.close()

@@ -156,3 +156,20 @@ def test_what_the_direct_path_refuses(store: Any) -> None:
     # Job.cpu_seconds has a Python-side default: the direct path wants every value passed.
     with pytest.raises(ValueError, match="defaults"):
         Prepared(insert(_JOBS), dialect, ["id", "bucket"])
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_connection_lost_mid_transaction_is_a_transient_error(store: Any) -> None:
+    """The server ends the session inside a transaction (PostgreSQL: the backend terminates
+    itself): the driver's error is flagged a disconnect, the connection is dropped from the
+    pool, the store raises ``TransientError``, and the next call runs on a new connection."""
+    job = new_job(store)
+
+    def lose_the_connection() -> None:
+        with store.direct(write=True) as tx:
+            tx.run_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    with pytest.raises(TransientError, match="job store unavailable"):
+        lose_the_connection()
+    store.heartbeat(job.id, "probe")  # a fresh connection
+    assert store.get_job(job.id).id == job.id

@@ -173,10 +173,7 @@ class DirectStatements:
         exception; driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses."""
         dialect = self.dialect
         dbapi_error = dialect.loaded_dbapi.Error
-        try:
-            raw = self.engine.raw_connection()
-        except DBAPIError:
-            raise
+        raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             tx = DirectTx(self, cursor, raw)

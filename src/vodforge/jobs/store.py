@@ -1391,8 +1391,8 @@ def _count_fanin(s: DirectTx, job_id: str, group: str) -> bool:
 
 
 def _job_view(j: Any) -> JobView:
-    """A view of an ORM ``Job``, or of a ``jobs`` row read with Core (``RETURNING``): the
-    mapped attributes and the columns share their names."""
+    """A view of an ORM ``Job``, or of a ``jobs`` row read on the direct path (a named tuple,
+    from a SELECT or a RETURNING): the mapped attributes and the columns share their names."""
     return JobView(
         id=j.id,
         bucket=j.bucket,

@@ -162,9 +162,11 @@ class DirectStatements:
         entry = self._prepared.get((id(stmt), keys))
         if entry is None:
             with self._lock:
-                # The statement is kept with its compilation so its id is never reused.
-                entry = (stmt, Prepared(stmt, self.dialect, keys))
-                self._prepared[(id(stmt), keys)] = entry
+                entry = self._prepared.get((id(stmt), keys))
+                if entry is None:
+                    # Kept with its compilation, so the statement's id is never reused.
+                    entry = (stmt, Prepared(stmt, self.dialect, keys))
+                    self._prepared[(id(stmt), keys)] = entry
         return entry[1]
 
     @contextmanager
@@ -230,12 +232,12 @@ class DirectTx:
         self._run(prepared.sql, [prepared.parameters(p) for p in many], many=True)
         return DirectResult([], self._cursor.rowcount)
 
-    def scalar(self, stmt: ClauseElement, params: Mapping[str, Any] = ()) -> Any:  # type: ignore[assignment]
-        row = self.execute(stmt, params).first()
+    def scalar(self, stmt: ClauseElement, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.execute(stmt, params or {}).first()
         return None if row is None else row[0]
 
-    def scalars(self, stmt: ClauseElement, params: Mapping[str, Any] = ()) -> list[Any]:  # type: ignore[assignment]
-        return self.execute(stmt, params).scalars()
+    def scalars(self, stmt: ClauseElement, params: Mapping[str, Any] | None = None) -> list[Any]:
+        return self.execute(stmt, params or {}).scalars()
 
     def run_sql(self, sql: str) -> None:
         self._run(sql, (), many=False)

@@ -302,8 +302,7 @@ class JobStore:
     def set_fanin(self, job_id: str, group: str, total: int) -> None:
         """Declare a fan-in group of ``total`` steps; a repeat with the same total is a no-op."""
         with self.direct(write=True) as s:
-            if s.execute(_SELECT_JOB_LOCKED, {"p_job": job_id}).first() is None:
-                raise JobNotFound(f"no job {job_id}")
+            _locked_job(s, job_id)
             _set_fanin(s, job_id, group, total)
 
     # -- step lifecycle ---------------------------------------------------------------------
@@ -329,9 +328,7 @@ class JobStore:
         now = self._now()
         ids = {"p_job": job_id, "p_step": step}
         with self.direct(write=True) as s:
-            job = s.execute(_SELECT_JOB_LOCKED, ids).first()
-            if job is None:
-                raise JobNotFound(f"no job {job_id}")
+            job = _locked_job(s, job_id)
             job_state = JobState(job.state)
             if job_state in TERMINAL_JOB_STATES:
                 return None
@@ -1215,9 +1212,7 @@ def _complete_job(
     params = {"p_job": job_id, "p_now": now, "p_manifest": manifest_key}
     row = s.execute(_COMPLETE_JOB, params).first()
     if row is None:
-        job = s.execute(_SELECT_JOB_LOCKED, params).first()
-        if job is None:
-            raise JobNotFound(f"no job {job_id}")
+        job = _locked_job(s, job_id)
         job_state = JobState(job.state)
         if job_state is JobState.SUCCEEDED and job.manifest_key == manifest_key:
             return _job_view(job)
@@ -1338,6 +1333,15 @@ def _step(s: Session, job_id: str, name: str, *, lock: bool = False) -> Step:
     row = s.get(Step, (job_id, name), with_for_update=lock or None)
     if row is None:
         raise JobNotFound(f"job {job_id} has no step {name}")
+    return row
+
+
+def _locked_job(s: DirectTx, job_id: str) -> Any:
+    """The job's row, locked (on PostgreSQL) for the rest of the transaction: ``_job`` on the
+    direct path."""
+    row = s.execute(_SELECT_JOB_LOCKED, {"p_job": job_id}).first()
+    if row is None:
+        raise JobNotFound(f"no job {job_id}")
     return row
 
 

@@ -107,8 +107,7 @@ def _concurrently(fn: Callable[[T], object], items: Sequence[T]) -> None:
     ~20 files and directories; each hand-off is two context switches). A stream stops at its
     first error, which is raised once every stream has stopped."""
     if len(items) <= 1:
-        for item in items:
-            fn(item)
+        _each(fn, items)
         return
     streams = [items[i::SYNC_STREAMS] for i in range(min(SYNC_STREAMS, len(items)))]
     others = [_sync_pool().submit(_each, fn, stream) for stream in streams[1:]]

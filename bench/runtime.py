@@ -625,7 +625,7 @@ def ratio_at_parity(ratio: float, cpu: dict[str, float], ffmpeg_ratio: float) ->
 def overhead_share(cpu: dict[str, float]) -> float:
     """The runtime's CPU that is not ffmpeg (worker Python, redis, the dispatching process) per
     second of its ffmpeg CPU: the figure the code can move. It held within 0.19-0.20 over runs
-    whose measured ratio went from 0.83 to 1.06, because it does not depend on how fast the VM
+    whose measured ratio went from 0.80 to 1.06, because it does not depend on how fast the VM
     ran each side's ffmpeg or how busy it let the pool keep its cores."""
     ffmpeg = cpu["worker_children_ffmpeg"]
     return (cpu["total"] - ffmpeg) / ffmpeg if ffmpeg > 0 else float("nan")

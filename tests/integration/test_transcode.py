@@ -84,6 +84,13 @@ def check_common(result: TranscodeResult) -> dict[str, Any]:
     assert all(len(o["sha256"]) == 64 for o in manifest["outputs"])
     assert {"encode", "package", "verify"} <= set(manifest["steps"])
     assert not list(out.glob(".vodforge-stage-*"))
+    # Every frame of every rung strictly decoded exactly once: chunk by chunk after encoding,
+    # or (a job of one chunk) in the MP4 the verification opens anyway.
+    verification = manifest["verification"]
+    assert verification["frames_decoded"] == frames * len(result.plan.renditions)
+    where = "mp4.{}.decode" if len(result.plan.chunks.chunks) == 1 else "chunks.{}.decode"
+    names = {check["name"] for check in verification["checks"]}
+    assert {where.format(r.name) for r in result.plan.renditions} <= names
     return manifest
 
 

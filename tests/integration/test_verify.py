@@ -368,3 +368,74 @@ def test_upstream_mode_catches_packets_that_were_never_decoded(layout: Path) -> 
     report = _verify(layout, upstream=upstream)
     assert _failed(report) == {f"hls.{rung}.decode"}
     assert "packet 5 differs" in next(c.detail for c in report.failures())
+
+
+def test_decode_mp4_decodes_each_frame_once_and_starts_the_segments(layout: Path) -> None:
+    full = _verify(layout)
+    in_mp4 = _verify(layout, decode_mp4=True)
+    assert in_mp4.ok, in_mp4.failures()
+    assert in_mp4.frames_decoded == full.frames_decoded == FRAMES * len(RUNGS)
+    details = {check.name: check.detail for check in in_mp4.checks}
+    for rung in RUNGS:
+        assert details[f"mp4.{rung}.decode"] == f"{FRAMES} frames decode strictly"
+        assert "start with a decodable IDR" in details[f"hls.{rung}.decode"]
+        assert f"hls.{rung}.matches_mp4" in details
+
+
+def test_mp4_only_still_decodes_every_frame(layout: Path) -> None:
+    report = _verify(layout, hls=False)
+    assert report.ok, report.failures()
+    assert report.frames_decoded == FRAMES * len(RUNGS)
+    assert {f"mp4.{rung}.decode" for rung in RUNGS} <= {c.name for c in report.checks}
+
+
+def test_decode_mp4_catches_a_damaged_segment_by_its_packets(broken: Path) -> None:
+    segment = broken / "hls" / "90p" / "seg_00001.m4s"
+    data = bytearray(segment.read_bytes())
+    data[_mdat_middle(segment)] ^= 0x10
+    segment.write_bytes(bytes(data))
+    failed = _failed(_verify(broken, decode_mp4=True))
+    assert "hls.90p.matches_mp4" in failed
+    assert failed <= {"hls.90p.matches_mp4", "hls.90p.decode"}
+
+
+def test_decode_mp4_catches_a_damaged_mp4(broken: Path) -> None:
+    mp4 = broken / "mp4" / "180p.mp4"
+    data = bytearray(mp4.read_bytes())
+    middle = _mdat_middle(mp4)
+    data[middle : middle + 64] = b"\xa5" * 64
+    mp4.write_bytes(bytes(data))
+    report = _verify(broken, decode_mp4=True)
+    failed = _failed(report)
+    # The MP4's own decode fails, or (a flip that decodes cleanly) its packets stop matching.
+    assert failed & {"mp4.180p.decode", "hls.180p.matches_mp4"}
+    assert "hls.180p.decode" not in failed
+    assert not any(name.startswith("hls.90p") or name.startswith("mp4.90p") for name in failed)
+
+
+def test_audio_segments_decode_as_one_stream(layout: Path) -> None:
+    detail = next(c.detail for c in _verify(layout).checks if c.name == "hls.audio.decode")
+    segments = len(list((layout / "hls" / "audio").glob("seg_*.m4s")))
+    assert detail.startswith(f"{segments} segments decode")
+    assert "as one stream" in detail
+
+
+def test_a_damaged_audio_segment_is_named(broken: Path) -> None:
+    segment = broken / "hls" / "audio" / "seg_00001.m4s"
+    data = bytearray(segment.read_bytes())
+    moof = next(box for box in top_level_boxes(segment) if box.type == "moof")
+    data[moof.offset + 8 : moof.offset + moof.size] = b"\xff" * (moof.size - 8)
+    segment.write_bytes(bytes(data))
+    report = _verify(broken)
+    assert "hls.audio.decode" in _failed(report)
+    detail = next(c.detail for c in report.failures() if c.name == "hls.audio.decode")
+    assert "seg_00001.m4s" in detail
+    assert "seg_00000.m4s" not in detail
+
+
+def test_an_empty_audio_segment_is_named(broken: Path) -> None:
+    (broken / "hls" / "audio" / "seg_00002.m4s").write_bytes(b"")
+    report = _verify(broken)
+    assert "hls.audio.decode" in _failed(report)
+    detail = next(c.detail for c in report.failures() if c.name == "hls.audio.decode")
+    assert "seg_00002.m4s" in detail

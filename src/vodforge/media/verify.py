@@ -4,10 +4,13 @@ The outputs are checked with PyAV, a libav build independent of the ffmpeg binar
 and with the ``m3u8`` parser players' tooling uses. Every HLS segment is decoded *on its own*
 (init segment + that segment, nothing else) with the decoder made strict, because that is how a
 player that switches rungs mid-stream meets it. Progressive MP4s are stream copies of the same
-encode, so they are demuxed and counted, not decoded again; instead every video packet of a
-rung's HLS segments is matched, by hash, against the same rung's MP4. That catches damage a
-decoder cannot: about half of random byte flips inside an H.264 slice decode without any error
-(H.264 carries no checksum), but none survive the packet comparison.
+encode, so every video packet of a rung's HLS segments is matched, by hash, against the same
+rung's MP4. That catches damage a decoder cannot: about half of random byte flips inside an
+H.264 slice decode without any error (H.264 carries no checksum), but none survive the packet
+comparison. Every frame is strictly decoded exactly once — in the HLS segments, in the MP4
+(``decode_mp4``; the segments are then only opened alone and started), or right after encoding
+(``UpstreamDecode``) — and the other copies are proven equal to it packet for packet. Audio
+segments are decoded as one stream after their init (one demuxer open, not one per segment).
 
 Each fact is a named ``Check``; the ``VerificationReport`` goes into manifest.json whole, and
 ``raise_for_failures`` turns it into a ``VerificationError`` naming every failed check.
@@ -15,6 +18,7 @@ Each fact is a named ``Check``; the ``VerificationReport`` goes into manifest.js
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import struct
@@ -279,43 +283,64 @@ def decode_segment(
         streams = container.streams.video if kind == "video" else container.streams.audio
         if not streams:
             raise ValueError(f"no {kind} stream")
-        stream = streams[0]
-        context = stream.codec_context
-        result.codec = context.name
-        # One thread per decoder: rungs already decode in parallel, and frame threads would only
-        # add CPU (thread handoff) to a check that runs on every job.
-        context.thread_count = 1
-        context.options = dict(STRICT_DECODER_OPTIONS)
-        result.extradata = bytes(context.extradata or b"")
-        length_size = _avcc_length_size(result.extradata) if kind == "video" else None
-        for packet in container.demux(stream):
-            if (
-                result.first_packet_pts is None
-                and packet.pts is not None
-                and packet.time_base is not None
-            ):
-                result.first_packet_pts = packet.pts * packet.time_base
-            if packet.size > 0:
-                if result.packets == 0:
-                    result.first_is_keyframe = packet.is_keyframe
-                result.packets += 1
-                result.packet_digests.append(_packet_digest(packet))
-                if kind == "video":
-                    result.payload_digests.append(_payload_digest(bytes(packet), length_size))
-            if decode_frames is not None and result.frames >= decode_frames:
-                continue
-            for frame in packet.decode():
-                if not isinstance(frame, av.VideoFrame | av.AudioFrame):
-                    continue
-                if frame.is_corrupt:
-                    raise ValueError(f"frame {result.frames} (pts {frame.pts}) is corrupt")
-                result.frames += 1
-                if isinstance(frame, av.VideoFrame):
-                    result.sizes.add((frame.width, frame.height))
-                else:
-                    result.samples += frame.samples
-                    result.sample_rate = frame.sample_rate
+        read_stream(container, streams[0], kind, result, decode_frames=decode_frames)
     return result
+
+
+def read_stream(
+    container: av.container.InputContainer,
+    stream: av.VideoStream | av.AudioStream,
+    kind: MediaKind,
+    result: SegmentDecode,
+    *,
+    decode_frames: int | None = None,
+    payload_digests: bool = True,
+) -> list[int]:
+    """Demux ``stream`` of an open ``container`` to its end into ``result``: every packet
+    counted and hashed, and decoded strictly up to ``decode_frames`` frames (all if None, none
+    if 0). ``payload_digests``: also hash each video packet's NAL units without its parameter
+    sets (``UpstreamDecode``). Returns the byte position of each counted packet (-1 where the
+    demuxer knows none). Raises as ``decode_segment`` does; ``result`` then holds what was read
+    up to the failure."""
+    context = stream.codec_context
+    result.codec = context.name
+    # One thread per decoder: rungs already decode in parallel, and frame threads would only
+    # add CPU (thread handoff) to a check that runs on every job.
+    context.thread_count = 1
+    context.options = dict(STRICT_DECODER_OPTIONS)
+    result.extradata = bytes(context.extradata or b"")
+    length_size = _avcc_length_size(result.extradata) if kind == "video" else None
+    hash_payloads = payload_digests and kind == "video"
+    positions: list[int] = []
+    for packet in container.demux(stream):
+        if (
+            result.first_packet_pts is None
+            and packet.pts is not None
+            and packet.time_base is not None
+        ):
+            result.first_packet_pts = packet.pts * packet.time_base
+        if packet.size > 0:
+            if result.packets == 0:
+                result.first_is_keyframe = packet.is_keyframe
+            result.packets += 1
+            positions.append(-1 if packet.pos is None else packet.pos)
+            result.packet_digests.append(_packet_digest(packet))
+            if hash_payloads:
+                result.payload_digests.append(_payload_digest(bytes(packet), length_size))
+        if decode_frames is not None and result.frames >= decode_frames:
+            continue
+        for frame in packet.decode():
+            if not isinstance(frame, av.VideoFrame | av.AudioFrame):
+                continue
+            if frame.is_corrupt:
+                raise ValueError(f"frame {result.frames} (pts {frame.pts}) is corrupt")
+            result.frames += 1
+            if isinstance(frame, av.VideoFrame):
+                result.sizes.add((frame.width, frame.height))
+            else:
+                result.samples += frame.samples
+                result.sample_rate = frame.sample_rate
+    return positions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,13 +508,25 @@ def _decode_rendition(
     kind: MediaKind,
     out: _Partial,
     upstream: UpstreamDecode | None = None,
+    *,
+    started_only: bool = False,
 ) -> list[SegmentDecode] | None:
-    """Decode every segment on its own; the ``.decode`` check. None if the init is unreadable.
+    """Decode a rendition's segments; the ``.decode`` check. None if the init is unreadable.
 
-    With ``upstream`` (every packet already strictly decoded right after encoding), each segment
-    is opened on its own with its init segment and decoded up to its first frame — proving it
-    starts with an IDR a player can start from — and its packets are hashed; the check then
-    requires the segments to carry exactly the upstream-decoded packets."""
+    Video: each segment is opened on its own with its init segment and decoded strictly. With
+    ``upstream`` (every packet already strictly decoded right after encoding) or
+    ``started_only`` (every packet strictly decoded in the rung's MP4, which the HLS packets
+    must then match: ``matches_mp4``), a segment is decoded only up to its first frame —
+    proving it starts with an IDR a player can start from — and its packets are hashed; with
+    ``upstream`` the check then requires the segments to carry exactly the upstream-decoded
+    packets.
+
+    Audio: the init and every segment in order are decoded as one stream (one demuxer open
+    instead of one per segment: a film has hundreds), and each segment must hold packets of
+    its own (attributed by byte position). AAC frames carry no dependency a segment boundary
+    could break, so a segment that decodes in the stream decodes alone. On a failure each
+    segment is decoded alone to name the one at fault. Returns one ``SegmentDecode`` for the
+    whole stream then."""
     init_uri = summary["init_uri"]
     assert init_uri is not None  # _check_media_playlist returned None otherwise
     try:
@@ -497,24 +534,41 @@ def _decode_rendition(
     except OSError as exc:
         out.add(f"{prefix}.decode", False, f"init segment unreadable: {_reason(exc)}")
         return None
-    decoded: list[SegmentDecode] = []
+    uris = summary["segment_uris"]
+    segments: list[bytes | None] = []
     bad: list[str] = []
-    for uri in summary["segment_uris"]:
-        started = time.perf_counter()
+    for uri in uris:
         try:
-            data = (base / uri).read_bytes()
+            segments.append((base / uri).read_bytes())
         except OSError as exc:
             bad.append(f"{uri}: unreadable ({exc.strerror or type(exc).__name__})")
+            segments.append(None)
+    if kind == "audio" and not bad:
+        whole = _decode_as_one(init, segments, uris, out)
+        if whole is not None:
+            frames = whole.frames
+            out.add(
+                f"{prefix}.decode",
+                True,
+                f"{len(uris)} segments decode ({frames} audio frames; as one stream after the "
+                "init, each segment holding its own)",
+            )
+            return [whole]
+    first_only = upstream is not None or started_only
+    decoded: list[SegmentDecode] = []
+    for uri, data in zip(uris, segments, strict=True):
+        if data is None:
             decoded.append(SegmentDecode())
             continue
+        started = time.perf_counter()
         try:
-            result = decode_segment(init + data, kind, decode_frames=1 if upstream else None)
+            result = decode_segment(init + data, kind, decode_frames=1 if first_only else None)
             if result.frames == 0:
                 raise ValueError(f"no {kind} frame decoded")
-            if upstream is not None:
+            if first_only:
                 if not result.first_is_keyframe:
                     raise ValueError("does not start with a keyframe")
-                result.frames = result.packets  # one packet per frame; all decoded upstream
+                result.frames = result.packets  # one packet per frame; all decoded elsewhere
         except Exception as exc:  # any failure to decode is this check's failure, not a crash
             bad.append(f"{uri}: {_reason(exc)}")
             decoded.append(SegmentDecode())
@@ -550,6 +604,16 @@ def _decode_rendition(
             f"{frames} packets are the {upstream.frames} frames strictly decoded after encoding",
         )
         return decoded
+    if started_only:
+        out.add(
+            f"{prefix}.decode",
+            not bad,
+            f"{len(bad)} of {len(decoded)} segments fail: {_listed(bad)}"
+            if bad
+            else f"{len(decoded)} segments open alone and start with a decodable IDR; their "
+            f"{frames} packets are checked against the MP4's, decoded frame by frame",
+        )
+        return decoded
     if kind == "video":
         out.frames_decoded += frames
     out.add(
@@ -562,6 +626,37 @@ def _decode_rendition(
     return decoded
 
 
+def _decode_as_one(
+    init: bytes, segments: Sequence[bytes | None], uris: Sequence[str], out: _Partial
+) -> SegmentDecode | None:
+    """Decode the init and ``segments`` as one audio stream (see ``_decode_rendition``); None
+    if that fails or a segment holds no packet of its own (the caller then decodes each alone
+    and names it)."""
+    started = time.perf_counter()
+    data = b"".join([init, *(s or b"" for s in segments)])
+    bounds = [len(init)]
+    for segment in segments:
+        bounds.append(bounds[-1] + len(segment or b""))
+    result = SegmentDecode()
+    try:
+        with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
+            if not container.streams.audio:
+                return None
+            positions = read_stream(container, container.streams.audio[0], "audio", result)
+    except Exception:  # narrowed down segment by segment by the caller
+        return None
+    finally:
+        out.decode_seconds += time.perf_counter() - started
+    held = [0] * len(uris)
+    for pos in positions:
+        index = bisect.bisect_right(bounds, pos) - 1
+        if 0 <= index < len(held):
+            held[index] += 1
+    if result.frames == 0 or not all(held):
+        return None
+    return result
+
+
 def _verify_hls_rung(
     hls_dir: Path,
     rung: str,
@@ -570,13 +665,16 @@ def _verify_hls_rung(
     frame_rate: Fraction,
     resolution: tuple[int, int] | None,
     upstream: UpstreamDecode | None = None,
+    started_only: bool = False,
 ) -> _Partial:
     out = _Partial()
     prefix = f"hls.{rung}"
     summary = _check_media_playlist(prefix, hls_dir / rung / "index.m3u8", out)
     if summary is None:
         return out
-    decoded = _decode_rendition(prefix, hls_dir / rung, summary, "video", out, upstream)
+    decoded = _decode_rendition(
+        prefix, hls_dir / rung, summary, "video", out, upstream, started_only=started_only
+    )
     if decoded is None:
         return out
 
@@ -649,8 +747,16 @@ def _verify_hls_audio(hls_dir: Path, *, expected_frames: int, frame_rate: Fracti
 
 
 def _verify_mp4(
-    path: Path, rung: str, *, expected_frames: int, frame_rate: Fraction, has_audio: bool
+    path: Path,
+    rung: str,
+    *,
+    expected_frames: int,
+    frame_rate: Fraction,
+    has_audio: bool,
+    decode: bool = False,
 ) -> _Partial:
+    """The MP4's structure, packets and timing; ``decode``: also decode every video frame
+    strictly (the ``.decode`` check), when no other output of the rung is decoded in full."""
     out = _Partial()
     prefix = f"mp4.{rung}"
     tolerance = 1 / frame_rate
@@ -686,15 +792,33 @@ def _verify_mp4(
         )
 
         indexed = video.frames
+        read = SegmentDecode()
+        started = time.perf_counter()
         try:
-            digests = [
-                _packet_digest(packet) for packet in container.demux(video) if packet.size > 0
-            ]
-        except av.error.FFmpegError as exc:
-            out.add(f"{prefix}.frames", False, f"demux failed: {_reason(exc)}")
+            read_stream(
+                container,
+                video,
+                "video",
+                read,
+                decode_frames=None if decode else 0,
+                payload_digests=False,
+            )
+        except (ValueError, av.error.FFmpegError) as exc:
+            failure = f"stopped at packet {read.packets}: {_reason(exc)}"
+            if decode:
+                out.add(f"{prefix}.decode", False, failure)
+            out.add(f"{prefix}.frames", False, failure)
         else:
-            out.packet_digests = digests
-            packets = len(digests)
+            if decode:
+                out.frames_decoded += read.frames
+                out.add(
+                    f"{prefix}.decode",
+                    read.frames == read.packets,
+                    f"{read.frames} frames decode strictly"
+                    + ("" if read.frames == read.packets else f" from {read.packets} packets"),
+                )
+            out.packet_digests = read.packet_digests
+            packets = read.packets
             problems = []
             if packets != expected_frames:
                 problems.append(f"{packets} packets != {expected_frames}")
@@ -705,6 +829,9 @@ def _verify_mp4(
                 not problems,
                 "; ".join(problems) or f"{packets} == {expected_frames}",
             )
+        finally:
+            if decode:
+                out.decode_seconds += time.perf_counter() - started
 
         expected = Fraction(expected_frames) / frame_rate
         if video.duration is not None and video.time_base is not None:
@@ -793,13 +920,19 @@ def verify_outputs(
     mp4: bool = True,
     max_workers: int = 2,
     upstream: Mapping[str, UpstreamDecode] | None = None,
+    decode_mp4: bool = False,
 ) -> VerificationReport:
     """Check every output under ``out_dir`` (``hls/…``, ``mp4/<rung>.mp4``) against the source.
 
-    Rungs are decoded in parallel on ``max_workers`` threads (PyAV drops the GIL while
-    decoding). ``upstream``: rungs whose packets were already strictly decoded (see
+    Every video frame of every rung is strictly decoded once: upstream, in the HLS segments or
+    in the MP4. Rungs are decoded in parallel on ``max_workers`` threads (PyAV drops the GIL
+    while decoding). ``upstream``: rungs whose packets were already strictly decoded (see
     ``UpstreamDecode``); their segments are opened and started alone but not decoded again.
-    The report lists checks in a fixed order: master, each HLS rung, HLS audio, each MP4.
+    ``decode_mp4``: decode the other rungs in their MP4s, and only open and start their
+    segments (whose packets must match the MP4's, ``matches_mp4``): one demuxer open fewer per
+    rung than decoding the segments and demuxing the MP4 (a one-chunk job's case). Implied
+    when there is no HLS. The report lists checks in a fixed order: master, each HLS rung, HLS
+    audio, each MP4.
     """
     if not rungs:
         raise VerificationError("no rungs to verify")
@@ -811,6 +944,9 @@ def verify_outputs(
             f"cannot verify against {expected_frames} frames at {frame_rate} fps"
         )
     started = time.perf_counter()
+    upstream = upstream or {}
+    # Rungs whose frames the MP4 decodes (it is there, and nothing else decodes them).
+    in_mp4 = {r for r in rungs if r not in upstream and mp4 and (decode_mp4 or not hls)}
     hls_dir = out_dir / "hls"
     master = _Partial()
     resolutions: dict[str, tuple[int, int]] = {}
@@ -829,7 +965,8 @@ def verify_outputs(
                     expected_frames=expected_frames,
                     frame_rate=frame_rate,
                     resolution=resolutions.get(rung),
-                    upstream=(upstream or {}).get(rung),
+                    upstream=upstream.get(rung),
+                    started_only=rung in in_mp4,
                 ),
             )
             for rung in rungs
@@ -850,6 +987,7 @@ def verify_outputs(
                     expected_frames=expected_frames,
                     frame_rate=frame_rate,
                     has_audio=has_audio,
+                    decode=rung in in_mp4,
                 ),
             )
             for rung in rungs

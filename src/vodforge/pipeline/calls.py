@@ -238,7 +238,9 @@ def verify_stage(
     *,
     max_workers: int,
     upstream: Mapping[str, UpstreamDecode] | None = None,
+    decode_mp4: bool = False,
 ) -> VerificationReport:
+    """``verify_outputs`` for a job's plan (``decode_mp4``: see there)."""
     packaging = plan.preset.packaging
     return verify_outputs(
         stage,
@@ -250,6 +252,7 @@ def verify_stage(
         mp4=packaging.mp4,
         max_workers=max_workers,
         upstream=upstream,
+        decode_mp4=decode_mp4,
     )
 
 

@@ -297,6 +297,9 @@ def _run(
     # so they overlap the encodes instead of queueing behind them. Each finished chunk is
     # decoded (strictly, every frame of every rung) on the verify lane while the others are
     # still encoding, which fills the idle core of the last chunks instead of adding a tail.
+    # A job of one chunk has no other encode to overlap: its frames are decoded in the MP4 the
+    # verification opens anyway (one demuxer open fewer per rung), or in the HLS segments.
+    decode_chunks = len(plan.chunks.chunks) > 1
     decodes: dict[tuple[int, str], Future[SegmentDecode]] = {}
     # Bounded lanes over the process's shared pool: the concurrency of per-job executors,
     # without starting and joining their threads for every job (see media.pool).
@@ -306,6 +309,8 @@ def _run(
 
         def encode(call: FfmpegCall, chunk: Chunk) -> CallRecord:
             record = _call(runner, recorder, observer, call)
+            if not decode_chunks:
+                return record
             for r in plan.renditions:
                 path = chunk_files[(chunk.index, r.name)]
                 decodes[(chunk.index, r.name)] = checks.submit(_decode_chunk, path, recorder)
@@ -322,7 +327,7 @@ def _run(
         # Every ffmpeg call of the job is done: the next job may encode while the last chunk
         # decodes finish and the outputs are verified.
         gate.release()
-        upstream, chunk_checks = _upstream(plan, decodes)
+        upstream, chunk_checks = _upstream(plan, decodes) if decode_chunks else ({}, [])
     finally:
         for lane in (pool, quick, checks):  # encodes first: they submit the decodes
             lane.drain()
@@ -335,7 +340,9 @@ def _run(
         shutil.rmtree(work)
 
     t0, c0 = time.monotonic(), time.process_time()
-    report = calls.verify_stage(stage, plan, max_workers=workers, upstream=upstream)
+    report = calls.verify_stage(
+        stage, plan, max_workers=workers, upstream=upstream, decode_mp4=not decode_chunks
+    )
     report.checks[:0] = chunk_checks
     recorder.add_inprocess("verify", time.monotonic() - t0, time.process_time() - c0)
     observer.finished("verify", None)

@@ -4,7 +4,8 @@
           ├─► audio ─────────────────────┼─(fan-in "media")─► package ──► verify ──► done
           └─► previews ──────────────────┘
 
-    probe ──► transcode ──► done          (a job of one chunk: see ``TRANSCODE``)
+    probe ──► transcode ──► done          (a job of one chunk: see ``TRANSCODE``; a probe
+                                           on the long lane runs it in the same thread)
 
 Probe runs first and plans the rest; the media steps run in parallel on two lanes; the last of
 them to finish (the job store's atomic counter decides which) sends ``package``.
@@ -65,8 +66,18 @@ def lane_of(step: str) -> Lane:
     return Lane.LONG if long else Lane.QUICK
 
 
-def probe_spec() -> StepSpec:
-    return StepSpec(PROBE, Lane.QUICK)
+def probe_spec(lane: Lane = Lane.QUICK) -> StepSpec:
+    """The first step of every job. ``lane``: the quick lane, or the long lane for a small
+    upload (see ``chains_transcode``)."""
+    return StepSpec(PROBE, lane)
+
+
+def chains_transcode(specs: list[StepSpec], lane: Lane | None) -> bool:
+    """A probe that ran on the long lane and planned a job of one chunk runs the ``transcode``
+    right after it, in the same worker thread: one message, one queue wait and one thread
+    hand-off fewer per short clip. On the quick lane it sends it instead (a quick-lane thread
+    never encodes: previews and probes must not wait behind encodes)."""
+    return lane is Lane.LONG and [s.name for s in specs] == [PROBE, TRANSCODE]
 
 
 def job_steps(

@@ -40,15 +40,16 @@ class Lanes:
 
 def bind_lanes(
     broker: RedisBroker,
-    handler: Callable[[StepMessage], None] | None,
+    handler: Callable[[StepMessage, Lane], None] | None,
 ) -> Lanes:
-    """Declare the lane actors on ``broker``. ``handler`` None: a sender only (API, dispatcher)."""
+    """Declare the lane actors on ``broker``. ``handler`` (the message and the lane it came
+    from) None: a sender only (API, dispatcher)."""
 
     def make(lane: Lane) -> dramatiq.Actor[[dict[str, Any]], None]:
         def run(body: dict[str, Any]) -> None:
             if handler is None:
                 raise RuntimeError("this process only sends steps")
-            handler(StepMessage.from_dict(body))
+            handler(StepMessage.from_dict(body), lane)
 
         run.__name__ = actor_name(lane)
         decorate = dramatiq.actor(

@@ -96,6 +96,7 @@ def build_runtime(
         plan_workers=settings.resolved_long_concurrency() * max(1, settings.worker_processes),
         key_of=store.relative_key,
         router=RolloutService(jobs, registry).route if registry is not None else None,
+        chain_upload_bytes=settings.chain_upload_bytes,
     )
     if worker:
         object_store = store

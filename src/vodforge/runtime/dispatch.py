@@ -15,6 +15,7 @@ from vodforge.jobs import EventRecord, JobSpec, JobStore, job_id_for
 from vodforge.observability import metrics
 from vodforge.observability.logging import get_logger
 from vodforge.pipeline import dag
+from vodforge.pipeline.dag import Lane
 from vodforge.pipeline.steps import JobRef
 from vodforge.runtime.executor import StepMessage, StepSender
 from vodforge.runtime.triggers import match_trigger
@@ -45,6 +46,8 @@ class Dispatcher:
     #: (bucket, key, etag, preset) → the toolchain of a new job: a canary rollout's weighted
     #: choice (``RolloutService.route``). None, or a None answer: ``toolchain_id``.
     router: Callable[[str, str, str, str], str | None] | None = None
+    #: Uploads up to this size are probed on the long lane (``dag.chains_transcode``); 0: none.
+    chain_upload_bytes: int = 0
 
     def handle(
         self,
@@ -70,7 +73,8 @@ class Dispatcher:
         routed = self.router(event.bucket, key, event.etag, preset) if self.router else None
         toolchain_id = routed or self.toolchain_id
         job_id = job_id_for(event.bucket, key, event.etag, preset, toolchain_id)
-        spec = dag.probe_spec()
+        small = 0 < event.size <= self.chain_upload_bytes
+        spec = dag.probe_spec(Lane.LONG if small else Lane.QUICK)
         job, created = self.jobs.admit(
             JobSpec(
                 job_id=job_id,

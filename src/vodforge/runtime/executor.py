@@ -127,23 +127,32 @@ class StepExecutor:
 
     # -----------------------------------------------------------------------------------------
 
-    def execute(self, message: StepMessage) -> None:
+    def execute(self, message: StepMessage, lane: Lane | None = None) -> None:
+        """Run the step of ``message``, delivered on ``lane`` (None: called directly, not by a
+        lane's actor) — and the step it chains, if any (``dag.chains_transcode``)."""
         try:
-            self._execute(message)
+            chained = self._execute(message, lane)
+            while chained is not None:
+                chained = self._execute(chained, lane)
         finally:
             # Before the message is acknowledged: the lane's consumer then holds one message
             # fewer for this thread (see pipeline.gate).
             if self.ctx.media_gate is not None:
                 self.ctx.media_gate.step_ended()
 
-    def _execute(self, message: StepMessage) -> None:
+    def _execute(self, message: StepMessage, lane: Lane | None = None) -> StepMessage | None:
+        """Run one step; returns the step to run next in this thread (a chained transcode)."""
         ref, step = message.ref, message.step
         kind = dag.step_kind(step)
         with bind_step(job_id=ref.job_id, step=step, worker=self.worker):
             started = self.jobs.start_step(ref.job_id, step, worker=self.worker)
             if started is None:
                 log.info("step skipped: already done or job ended")
-                return
+                if step == dag.PROBE:
+                    # A redelivered probe whose chained transcode died with its worker: run
+                    # it again now, as its own redelivered message would have been.
+                    return self._chained(ref, lane)
+                return None
             attempt = started.attempt
             with bind_step(attempt=attempt):
                 if step == dag.PROBE and message.event_received_at is not None:
@@ -158,28 +167,28 @@ class StepExecutor:
                         f"(its worker died each time); giving up"
                     )
                     self._dead_letter(ref, step, exc, kind, t0=time.monotonic())
-                    return
+                    return None
                 t0 = time.monotonic()
                 try:
                     ctx = self._context_for(started.job.toolchain_id)
                 except ToolchainDrift as exc:
                     self._hand_back(message, exc)
-                    return
+                    return None
                 except VodforgeError as exc:
                     self._failed(message, exc, attempt, kind, t0)
-                    return
+                    return None
                 try:
-                    records = self._run(ref, step, ctx, started.job)
+                    records, chained = self._run(ref, step, ctx, started.job, lane)
                 except ToolchainDrift as exc:  # the binary changed under a running step
                     self._hand_back(message, exc)
-                    return
+                    return None
                 except VodforgeError as exc:
                     self._failed(message, exc, attempt, kind, t0)
-                    return
+                    return None
                 except Exception as exc:
                     log.exception("step crashed with an unexpected error")
                     self._failed(message, exc, attempt, kind, t0)
-                    return
+                    return None
                 for record in records:
                     # Labelled by the call's own step (encode, audio, ...), also inside a
                     # single-step transcode.
@@ -190,6 +199,7 @@ class StepExecutor:
                         record.wall_seconds
                     )
                 metrics.STEP_SECONDS.labels(kind, "succeeded").observe(time.monotonic() - t0)
+                return chained
 
     # -----------------------------------------------------------------------------------------
 
@@ -222,17 +232,23 @@ class StepExecutor:
         return functools.partial(self.heartbeats.progress, beat), beat
 
     def _run(
-        self, ref: steps.JobRef, step: str, ctx: steps.StepContext, job: JobView
-    ) -> list[CallRecord]:
+        self,
+        ref: steps.JobRef,
+        step: str,
+        ctx: steps.StepContext,
+        job: JobView,
+        lane: Lane | None = None,
+    ) -> tuple[list[CallRecord], StepMessage | None]:
+        """The step's ffmpeg calls, and the step to run next in this thread, if any."""
         sink, beat = self._heartbeat(ref, step)
         t0 = time.monotonic()
         try:
             if step == dag.PROBE:
-                return self._probe(ref, t0)
+                return [], self._probe(ref, t0, lane)
             if step == dag.VERIFY:
-                return self._verify(ref, t0, ctx, job)
+                return self._verify(ref, t0, ctx, job), None
             if step == dag.TRANSCODE:
-                return self._transcode(ref, t0, sink, ctx, job)
+                return self._transcode(ref, t0, sink, ctx, job), None
             if step.startswith(dag.ENCODE_PREFIX):
                 result = steps.run_encode(ctx, ref, dag.chunk_index(step), sink)
             elif step == dag.AUDIO:
@@ -246,7 +262,7 @@ class StepExecutor:
         finally:
             self.heartbeats.stop(beat)
         self._advance(ref, step, t0, result.cpu_seconds, result.outputs)
-        return result.records
+        return result.records, None
 
     def _advance(
         self,
@@ -258,10 +274,11 @@ class StepExecutor:
         *,
         plan: PlannedSteps | None = None,
         publish: Publication | None = None,
+        keep: str | None = None,
     ) -> StepFinish | None:
         """Record the step, and in the same transaction mark its successors queued (and, for
-        the final step, complete the job); then send the successors. Returns the finish, or
-        None when recording failed.
+        the final step, complete the job); then send the successors but ``keep`` (which the
+        caller runs itself). Returns the finish, or None when recording failed.
 
         The work is done by now, so a failure here is not the step's failure: it is logged and
         the reaper re-drives whatever did not get sent."""
@@ -282,7 +299,8 @@ class StepExecutor:
                 publish=publish,
             )
             for name in finish.queued:
-                self.sender.send(nexts[name].lane, StepMessage(ref, name))
+                if name != keep:
+                    self.sender.send(nexts[name].lane, StepMessage(ref, name))
         except Exception as exc:
             log.warning("step done but not advanced; the reaper will re-drive", error=repr(exc))
             return None
@@ -293,7 +311,9 @@ class StepExecutor:
         the probe derived it when it created the step rows."""
         return steps.run_probe(self.ctx, ref).specs
 
-    def _probe(self, ref: steps.JobRef, t0: float) -> list[CallRecord]:
+    def _probe(self, ref: steps.JobRef, t0: float, lane: Lane | None) -> StepMessage | None:
+        """Plan the job and create its steps; returns the transcode when this thread runs it
+        next (``dag.chains_transcode``)."""
         probed = steps.run_probe(self.ctx, ref)
         specs = probed.specs
         planned = PlannedSteps(
@@ -301,10 +321,31 @@ class StepExecutor:
             plan=probed.plan.to_dict(),
             fanins=dict(dag.fanin_totals(specs)),
         )
-        self._advance(
-            ref, dag.PROBE, t0, 0.0, {"chunks": len(probed.plan.chunks.chunks)}, plan=planned
+        chain = dag.chains_transcode(specs, lane)
+        finish = self._advance(
+            ref,
+            dag.PROBE,
+            t0,
+            0.0,
+            {"chunks": len(probed.plan.chunks.chunks)},
+            plan=planned,
+            keep=dag.TRANSCODE if chain else None,
         )
-        return []
+        if chain and finish is not None and dag.TRANSCODE in finish.queued:
+            return StepMessage(ref, dag.TRANSCODE)
+        return None
+
+    def _chained(self, ref: steps.JobRef, lane: Lane | None) -> StepMessage | None:
+        """The transcode a probe on ``lane`` chains, for a probe found already done; None if
+        it chains none, or the job cannot be planned any more (its source is gone)."""
+        if lane is not Lane.LONG:
+            return None
+        try:
+            specs = self._specs(ref)
+        except Exception as exc:
+            log.info("no chained step to resume", reason=repr(exc))
+            return None
+        return StepMessage(ref, dag.TRANSCODE) if dag.chains_transcode(specs, lane) else None
 
     def _verify(
         self, ref: steps.JobRef, t0: float, ctx: steps.StepContext, job: JobView

@@ -23,6 +23,8 @@ from tests.conftest import SampleFactory
 from vodforge.jobs import JobState, JobStore, JobView, StepState
 
 KILL_PRESET = Path(__file__).resolve().parents[2] / "presets" / "kill.toml"
+#: ``*.mov`` uploads: the same, in one chunk (a small upload's probe chains its transcode).
+KILL_ONE_PRESET = KILL_PRESET.with_name("kill-one.toml")
 
 
 @dataclass
@@ -55,7 +57,12 @@ class Served:
 def _env(data: Path) -> dict[str, str]:
     return dict(os.environ) | {
         "VODFORGE_DATA_DIR": str(data),
-        "VODFORGE_TRIGGERS": json.dumps([{"prefix": "uploads/", "preset": str(KILL_PRESET)}]),
+        "VODFORGE_TRIGGERS": json.dumps(
+            [
+                {"prefix": "uploads/", "suffix": ".mov", "preset": str(KILL_ONE_PRESET)},
+                {"prefix": "uploads/", "preset": str(KILL_PRESET)},
+            ]
+        ),
         "VODFORGE_WORKER_PROCESSES": "1",
         "VODFORGE_LONG_CONCURRENCY": "2",
         "VODFORGE_BROKER_HEARTBEAT_TIMEOUT_MS": "2000",
@@ -119,7 +126,7 @@ def wait_for(
     data: Path, key: str, *, until: str, timeout: float = 90.0, served: Served | None = None
 ) -> JobView:
     """Poll the job store until the job for ``key`` reaches ``until`` (a job state, or
-    ``encoding``: some encode step is running)."""
+    ``encoding``: some encode step, or a one-chunk job's transcode, is running)."""
     deadline = time.monotonic() + timeout
     with jobs_of(data) as store:
         while time.monotonic() < deadline:
@@ -128,7 +135,8 @@ def wait_for(
                     continue
                 if until == "encoding":
                     if any(
-                        s.name.startswith("encode:") and s.state == StepState.RUNNING
+                        (s.name.startswith("encode:") or s.name == "transcode")
+                        and s.state == StepState.RUNNING
                         for s in store.steps(job.id)
                     ):
                         return job
@@ -179,12 +187,21 @@ def test_serve_answers_health_readiness_and_metrics(serve_dir: Path, sample: Sam
     assert leftovers(serve_dir) == []
 
 
-def test_sigkill_worker_mid_encode_loses_nothing(serve_dir: Path, sample: SampleFactory) -> None:
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        ".mp4",  # chunk encodes on the long lane, each its own message
+        ".mov",  # one chunk: the transcode runs chained to its probe's message
+    ],
+)
+def test_sigkill_worker_mid_encode_loses_nothing(
+    serve_dir: Path, sample: SampleFactory, suffix: str
+) -> None:
     src = sample("hd_audio", seconds=4, size=(640, 360))
     served = start_serve(serve_dir)
     try:
-        upload(serve_dir, src, "victim.mp4")
-        victim = wait_for(serve_dir, "uploads/victim.mp4", until="encoding", served=served)
+        upload(serve_dir, src, f"victim{suffix}")
+        victim = wait_for(serve_dir, f"uploads/victim{suffix}", until="encoding", served=served)
         [worker] = served.workers()
         deadline = time.monotonic() + 10
         while not (ffmpegs := [c for c in worker.children() if "ffmpeg" in c.name()]):
@@ -195,14 +212,16 @@ def test_sigkill_worker_mid_encode_loses_nothing(serve_dir: Path, sample: Sample
         # The killed worker's ffmpeg dies with it (PR_SET_PDEATHSIG), no orphan encodes on.
         _, alive = psutil.wait_procs(ffmpegs, timeout=5)
         assert alive == []
-        done = wait_for(serve_dir, "uploads/victim.mp4", until="succeeded", served=served)
+        done = wait_for(serve_dir, f"uploads/victim{suffix}", until="succeeded", served=served)
         assert done.id == victim.id
 
-        upload(serve_dir, src, "reference.mp4")  # the same bytes, never interrupted
-        ref = wait_for(serve_dir, "uploads/reference.mp4", until="succeeded", served=served)
+        upload(serve_dir, src, f"reference{suffix}")  # the same bytes, never interrupted
+        ref = wait_for(serve_dir, f"uploads/reference{suffix}", until="succeeded", served=served)
         with jobs_of(serve_dir) as store:
             attempts = store.attempts(victim.id)
+            steps = {s.name for s in store.steps(victim.id)}
         assert any(a.outcome == "abandoned" for a in attempts), "the killed attempt is on record"
+        assert ("transcode" in steps) is (suffix == ".mov")
     finally:
         assert served.stop() == 0
     assert output_hashes(serve_dir, victim.id) == output_hashes(serve_dir, ref.id)

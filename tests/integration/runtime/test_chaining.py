@@ -17,6 +17,7 @@ from vodforge.runtime.app import Runtime, build_runtime
 from vodforge.runtime.broker import EmbeddedRedis
 from vodforge.runtime.executor import StepExecutor, StepMessage
 from vodforge.settings import Settings
+from vodforge.storage import ObjectCreated
 
 
 @dataclass
@@ -58,7 +59,12 @@ def driven(
         sent = Sent()
         runtime.executor.sender = sent
         runtime.dispatcher.sender = sent
-        runtime.store.subscribe(runtime.dispatcher.handle)
+        dispatcher = runtime.dispatcher
+
+        def dispatch(event: ObjectCreated) -> None:
+            dispatcher.handle(event)
+
+        runtime.store.subscribe(dispatch)
         return Driven(runtime, runtime.executor, sent)
 
     yield make

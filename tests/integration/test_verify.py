@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -439,3 +440,30 @@ def test_an_empty_audio_segment_is_named(broken: Path) -> None:
     assert "hls.audio.decode" in _failed(report)
     detail = next(c.detail for c in report.failures() if c.name == "hls.audio.decode")
     assert "seg_00002.m4s" in detail
+
+
+def test_a_verifier_that_crashes_fails_its_check_and_the_rest_still_run(
+    layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from vodforge.media import verify
+
+    threads: set[int] = set()
+    real = verify._verify_hls_rung
+
+    def crashing_mp4(*args: object, **kwargs: object) -> None:
+        threads.add(threading.get_ident())
+        raise RuntimeError("a bug in the MP4 check")
+
+    def recording_rung(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "_verify_mp4", crashing_mp4)
+    monkeypatch.setattr(verify, "_verify_hls_rung", recording_rung)
+    report = _verify(layout, max_workers=2)
+    assert _failed(report) == {f"mp4.{rung}.error" for rung in RUNGS}
+    assert "a bug in the MP4 check" in report.failures()[0].detail
+    assert {f"hls.{rung}.decode" for rung in RUNGS} <= {c.name for c in report.checks}
+    assert 1 <= len(threads) <= 2  # the caller and at most one helper

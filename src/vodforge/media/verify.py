@@ -23,6 +23,7 @@ import hashlib
 import io
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -266,7 +267,11 @@ def _payload_digest(data: bytes, length_size: int | None) -> bytes:
 
 
 def decode_segment(
-    data: bytes, kind: MediaKind, *, decode_frames: int | None = None
+    data: bytes,
+    kind: MediaKind,
+    *,
+    decode_frames: int | None = None,
+    payload_digests: bool = True,
 ) -> SegmentDecode:
     """Decode one self-contained MP4 byte string (init + segment, or a whole file), strictly.
 
@@ -274,6 +279,7 @@ def decode_segment(
     digest is recorded for the packet match against the MP4. ``decode_frames``: stop decoding
     after that many frames (the rest is only demuxed and hashed) — used when the packets were
     already decoded upstream and only the segment's standalone start needs proving.
+    ``payload_digests``: see ``read_stream``.
 
     Raises ``av.error.FFmpegError`` on a decode error and ``ValueError`` on a frame the decoder
     flagged corrupt.
@@ -283,7 +289,14 @@ def decode_segment(
         streams = container.streams.video if kind == "video" else container.streams.audio
         if not streams:
             raise ValueError(f"no {kind} stream")
-        read_stream(container, streams[0], kind, result, decode_frames=decode_frames)
+        read_stream(
+            container,
+            streams[0],
+            kind,
+            result,
+            decode_frames=decode_frames,
+            payload_digests=payload_digests,
+        )
     return result
 
 
@@ -562,7 +575,12 @@ def _decode_rendition(
             continue
         started = time.perf_counter()
         try:
-            result = decode_segment(init + data, kind, decode_frames=1 if first_only else None)
+            result = decode_segment(
+                init + data,
+                kind,
+                decode_frames=1 if first_only else None,
+                payload_digests=upstream is not None,
+            )
             if result.frames == 0:
                 raise ValueError(f"no {kind} frame decoded")
             if first_only:
@@ -909,6 +927,37 @@ def _match_packets(rungs: Sequence[str], parts: dict[str, _Partial]) -> _Partial
 # ---------------------------------------------------------------------------------------------
 
 
+def _run_shared(
+    jobs: Sequence[tuple[str, Callable[[], _Partial]]], max_workers: int
+) -> dict[str, _Partial]:
+    """Run ``jobs`` on up to ``max_workers`` threads, the calling thread one of them: helpers
+    on the shared pool and the caller take the next job from one queue until none is left, so a
+    job costs no thread hand-off of its own (one per helper). Returns the parts by name, in the
+    order of ``jobs``; a job that raised becomes a failed ``<name>.error`` check."""
+    queue = deque(jobs)
+    done: dict[str, _Partial] = {}
+
+    def work() -> None:
+        while True:
+            try:
+                name, job = queue.popleft()
+            except IndexError:
+                return
+            try:
+                done[name] = job()
+            except Exception as exc:  # a verifier bug must fail the job, not publish it
+                done[name] = _Partial()
+                done[name].add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
+
+    helpers = min(max(1, max_workers), len(jobs)) - 1
+    lane = BoundedLane(max(1, helpers))
+    futures = [lane.submit(work) for _ in range(helpers)]
+    work()
+    for future in futures:
+        future.result()
+    return {name: done[name] for name, _ in jobs}
+
+
 def verify_outputs(
     out_dir: Path,
     *,
@@ -993,15 +1042,7 @@ def verify_outputs(
             for rung in rungs
         ]
 
-    parts: dict[str, _Partial] = {"hls.master": master}
-    lane = BoundedLane(max(1, max_workers))
-    futures = [(name, lane.submit(job)) for name, job in jobs]
-    for name, future in futures:
-        try:
-            parts[name] = future.result()
-        except Exception as exc:  # a verifier bug must fail the job, not publish it
-            parts[name] = _Partial()
-            parts[name].add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
+    parts: dict[str, _Partial] = {"hls.master": master, **_run_shared(jobs, max_workers)}
     if hls and mp4:
         parts["packets"] = _match_packets(rungs, parts)
 

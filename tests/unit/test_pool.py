@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from vodforge.media.pool import BoundedLane
+from vodforge.pipeline.transcode import _share
 
 
 @pytest.fixture
@@ -104,3 +107,57 @@ def test_threads_are_reused_across_lanes() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least one"):
         BoundedLane(0)
+
+
+# _share (pipeline.transcode): the calling thread as one of a lane's workers
+
+
+def _recording_tasks(
+    n: int, threads: list[int], *, sleep: float = 0.01, fail: set[int] | None = None
+) -> list[Callable[[], Any]]:
+    def task(i: int) -> Any:
+        threads.append(threading.get_ident())
+        time.sleep(sleep)
+        if fail and i in fail:
+            raise ValueError(f"task {i} failed")
+        return i
+
+    return [functools.partial(task, i) for i in range(n)]
+
+
+def test_share_runs_a_single_task_in_the_calling_thread(pool: ThreadPoolExecutor) -> None:
+    threads: list[int] = []
+    assert _share(BoundedLane(2, pool), _recording_tasks(1, threads)) == [0]
+    assert threads == [threading.get_ident()]
+
+
+def test_share_keeps_the_lane_limit_counting_the_caller(pool: ThreadPoolExecutor) -> None:
+    threads: list[int] = []
+    lock = threading.Lock()
+    running, peak = [0], [0]
+
+    def tracked(task: Callable[[], Any]) -> Any:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return task()
+        finally:
+            with lock:
+                running[0] -= 1
+
+    tasks = [functools.partial(tracked, t) for t in _recording_tasks(8, threads)]
+    assert _share(BoundedLane(3, pool), tasks) == list(range(8))
+    assert peak[0] == 3
+    assert threading.get_ident() in threads
+    assert len(set(threads)) == 3
+
+
+def test_share_raises_the_first_failure_and_starts_nothing_after_one(
+    pool: ThreadPoolExecutor,
+) -> None:
+    threads: list[int] = []
+    tasks = _recording_tasks(10, threads, fail={2, 3})
+    with pytest.raises(ValueError, match="task 2 failed"):
+        _share(BoundedLane(2, pool), tasks)
+    assert len(threads) < 10

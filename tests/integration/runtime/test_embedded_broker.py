@@ -19,6 +19,7 @@ from vodforge.runtime.broker import (
     IDLE_WAIT_SECONDS,
     NAMESPACE,
     EmbeddedRedis,
+    done_key,
     idle_wait_seconds,
     make_broker,
     wake_consumer,
@@ -123,6 +124,51 @@ def test_an_enqueue_is_one_round_trip_that_dramatiq_itself_reads(
         consumer.close()
     finally:
         plain.close()
+        broker.close()
+        server.stop()
+
+
+def test_an_ack_is_one_round_trip_that_wakes_its_consumer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer's ack runs Dramatiq's ack script and pushes the consumer's own wake-up
+    token in one pipeline, after the message stopped counting as outstanding."""
+    server = EmbeddedRedis(tmp_path / "broker")
+    broker = make_broker(server.start())
+    try:
+        broker.declare_queue("quick")
+        broker.enqueue(Message("quick", "step", ("job", "probe"), {}, {}))
+        consumer = broker.consume("quick", prefetch=1)
+        message = next(consumer)
+        while message is None:
+            message = next(consumer)
+        assert consumer.outstanding_message_count == 1
+        assert broker.client.hlen(f"{NAMESPACE}:quick.msgs") == 1
+        sends: list[int] = []
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counting(self: object, *args: object, **kwargs: object) -> None:
+            sends.append(1)
+            original(self, *args, **kwargs)  # type: ignore[arg-type, no-untyped-call]
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        consumer.ack(message)
+        monkeypatch.undo()
+        assert len(sends) == 1
+        assert consumer.outstanding_message_count == 0
+        assert broker.client.hlen(f"{NAMESPACE}:quick.msgs") == 0  # acked: Dramatiq forgot it
+        assert broker.client.llen(done_key(broker.broker_id, "quick")) == 1
+        # After a restarted Redis (no script cached) the ack still lands, with its token.
+        broker.enqueue(Message("quick", "step", ("job2", "probe"), {}, {}))
+        message = next(consumer)
+        while message is None:
+            message = next(consumer)
+        broker.client.script_flush()
+        consumer.ack(message)
+        assert broker.client.hlen(f"{NAMESPACE}:quick.msgs") == 0
+        assert broker.client.llen(done_key(broker.broker_id, "quick")) >= 2
+        consumer.close()
+    finally:
         broker.close()
         server.stop()
 

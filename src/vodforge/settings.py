@@ -65,10 +65,12 @@ class Settings(BaseSettings):
     #: Long-lane threads beyond ``long_concurrency``: they let a step verify and publish its
     #: outputs (no ffmpeg) while the next one encodes, instead of leaving a core idle meanwhile.
     long_finishing_threads: int = Field(default=1, ge=0, le=64)
-    #: Uploads up to this many bytes are probed on the long lane, where a job of one chunk
-    #: runs its transcode right after the probe in the same worker thread (one message and one
-    #: hand-off fewer per short clip); larger ones are probed on the quick lane. 0: always quick.
-    chain_upload_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    #: Opt-in: uploads up to this many bytes are probed on the long lane, where a job of one
+    #: chunk runs its transcode right after the probe in the same worker thread (one message and
+    #: one hand-off fewer per short clip). The price: under load their probe (metadata, a
+    #: corrupt file's error) waits behind the long lane's encodes. 0 (default): every probe on
+    #: the quick lane, as the lanes promise.
+    chain_upload_bytes: int = Field(default=0, ge=0)
     #: Attempts per step before a transient failure becomes a dead letter.
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_min_backoff_ms: int = Field(default=1000, ge=0)

@@ -1,6 +1,7 @@
-"""A small upload's probe runs on the long lane and chains a one-chunk job's transcode in the same
-thread; driven here by hand through a worker's ``StepExecutor`` (real job store, object store and
-ffmpeg) with a recording sender in place of the broker, so every message is accounted for."""
+"""With ``chain_upload_bytes`` (opt-in), a small upload's probe runs on the long lane and chains
+a one-chunk job's transcode in the same thread; driven here by hand through a worker's
+``StepExecutor`` (real job store, object store and ffmpeg) with a recording sender in place of
+the broker, so every message is accounted for."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def driven(
     made: list[tuple[Runtime, EmbeddedRedis]] = []
 
     def make(**overrides: object) -> Driven:
+        overrides.setdefault("chain_upload_bytes", 16 * 1024 * 1024)
         redis = EmbeddedRedis(tmp_path / f"broker{len(made)}")
         url = redis.start()
         runtime = build_runtime(runtime_settings(**overrides), broker_url=url, worker=True)
@@ -105,6 +107,14 @@ def test_on_the_quick_lane_the_transcode_is_sent(
     assert d.runtime.jobs.get_job(job_id).state == JobState.RUNNING
     d.executor.execute(StepMessage(probe.ref, "transcode"), Lane.LONG)
     assert d.runtime.jobs.get_job(job_id).state == JobState.SUCCEEDED
+
+
+def test_by_default_every_probe_is_on_the_quick_lane(
+    driven: Callable[..., Driven], sample: SampleFactory
+) -> None:
+    d = driven(chain_upload_bytes=Settings.model_fields["chain_upload_bytes"].default)
+    d.upload(sample("hd_audio", seconds=1, size=(320, 180)), "uploads/a.mp4")
+    assert d.sent.messages == [(Lane.QUICK, "probe")]
 
 
 def test_an_upload_over_the_limit_probes_on_the_quick_lane(

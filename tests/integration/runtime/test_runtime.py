@@ -94,9 +94,7 @@ def test_upload_event_runs_the_whole_job(harness: HarnessFactory, sample: Sample
     assert all(s.state == StepState.SUCCEEDED for s in steps.values())
     lanes = {s.name.split(":")[0]: s.lane for s in steps.values()}
     assert lanes == {
-        # A small upload probes on the long lane (chain_upload_bytes); a job of many chunks
-        # then sends its steps to their lanes as any other.
-        "probe": "long",
+        "probe": "quick",
         "encode": "long",
         "audio": "quick",
         "previews": "quick",
@@ -128,7 +126,8 @@ def test_a_single_chunk_job_runs_as_one_step(
     assert job.state == JobState.SUCCEEDED, job.error_message
     steps = {s.name: s for s in h.runtime.jobs.steps(job.id)}
     assert set(steps) == {"probe", "transcode"}
-    assert steps["probe"].lane == steps["transcode"].lane == "long"
+    assert steps["probe"].lane == "quick"
+    assert steps["transcode"].lane == "long"
     assert (steps["transcode"].cpu_seconds or 0) > 0
     store = h.runtime.store
     manifest = json.loads(store.get_bytes(f"outputs/{job.id}/manifest.json"))

@@ -75,7 +75,12 @@ def _env(data: Path) -> dict[str, str]:
 
 
 def start_serve(
-    data: Path, log_name: str = "serve.log", *, args: tuple[str, ...] = (), workers: bool = True
+    data: Path,
+    log_name: str = "serve.log",
+    *,
+    args: tuple[str, ...] = (),
+    workers: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Served:
     data.mkdir(parents=True, exist_ok=True)
     (data / "serve.json").unlink(missing_ok=True)
@@ -83,7 +88,7 @@ def start_serve(
     with log.open("ab") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vodforge", "serve", "--port", "0", *args],
-            env=_env(data),
+            env=_env(data) | (env or {}),
             stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -191,14 +196,15 @@ def test_serve_answers_health_readiness_and_metrics(serve_dir: Path, sample: Sam
     "suffix",
     [
         ".mp4",  # chunk encodes on the long lane, each its own message
-        ".mov",  # one chunk: the transcode runs chained to its probe's message
+        ".mov",  # one chunk, chained: the transcode runs in its probe's message
     ],
 )
 def test_sigkill_worker_mid_encode_loses_nothing(
     serve_dir: Path, sample: SampleFactory, suffix: str
 ) -> None:
     src = sample("hd_audio", seconds=4, size=(640, 360))
-    served = start_serve(serve_dir)
+    chain = {"VODFORGE_CHAIN_UPLOAD_BYTES": str(16 << 20)} if suffix == ".mov" else {}
+    served = start_serve(serve_dir, env=chain)
     try:
         upload(serve_dir, src, f"victim{suffix}")
         victim = wait_for(serve_dir, f"uploads/victim{suffix}", until="encoding", served=served)

@@ -20,10 +20,17 @@ import m3u8
 import pytest
 
 from tests.conftest import SampleFactory
+from vodforge.errors import VodforgeError
 from vodforge.media.hls import parse_media_playlist
 from vodforge.media.presets import load_preset
 from vodforge.media.probe import probe
-from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
+from vodforge.media.runner import (
+    CallRecord,
+    FfmpegCall,
+    ProgressCallback,
+    SubprocessRunner,
+    raise_for_record,
+)
 from vodforge.media.toolchain import Toolchain
 from vodforge.pipeline import calls
 from vodforge.pipeline.gate import MediaGate
@@ -325,3 +332,57 @@ def test_cli_missing_file_and_bad_preset(tmp_path: Path) -> None:
     proc = cli("transcode", "x.mp4", "-o", "o", "--preset", "nope", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown preset" in proc.stderr
+
+
+class _FailingEncodes:
+    """The real runner, except that every chunk encode fails at once with a broken encoder's
+    exit; notes every call it was asked to run."""
+
+    def __init__(self, inner: SubprocessRunner) -> None:
+        self.inner = inner
+        self.asked: list[str] = []
+        self._lock = threading.Lock()
+
+    @property
+    def toolchain_id(self) -> str:
+        return self.inner.toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        with self._lock:
+            self.asked.append(call.step)
+        if call.step == "encode":
+            raise_for_record(
+                CallRecord(
+                    step=call.step,
+                    label=call.label,
+                    argv=("ffmpeg", *call.argv),
+                    exit_code=1,
+                    wall_seconds=0.0,
+                    cpu_seconds=0.0,
+                    toolchain_id=self.toolchain_id,
+                    started_at=0.0,
+                    stderr="Unknown encoder 'libx264'",
+                )
+            )
+        return self.inner.run(call, on_progress)
+
+
+def test_a_failed_encode_stops_the_short_calls_not_yet_started(
+    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
+) -> None:
+    """The encode runs on the job's own thread while the short calls (audio, previews, GIF) run
+    one after another on a helper: when the encode fails, the short calls not yet started never
+    start, the encode's error is what the job fails with, and nothing is published."""
+    runner = _FailingEncodes(SubprocessRunner(toolchain))
+    with pytest.raises(VodforgeError, match="Unknown encoder"):
+        transcode(
+            sample("hd_audio", seconds=1, size=(320, 180)),
+            tmp_path / "out",
+            preset=load_preset(str(TINY)),
+            runner=runner,
+            toolchain_fingerprint=toolchain.fingerprint(),
+            workers=2,
+        )
+    short = [step for step in runner.asked if step != "encode"]
+    assert len(short) <= 1, runner.asked  # at most the one already running when it failed
+    assert not (tmp_path / "out" / "manifest.json").exists()

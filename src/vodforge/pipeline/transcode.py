@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import CancelledError, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -260,8 +260,16 @@ def _each_call(
     recorder: _Recorder,
     observer: TranscodeObserver,
     ffmpeg_calls: list[FfmpegCall],
+    stop: threading.Event,
 ) -> list[CallRecord]:
-    return [_call(runner, recorder, observer, call) for call in ffmpeg_calls]
+    """The calls one after another; none starts once ``stop`` is set (another part of the job
+    failed), as a cancelled task would not have."""
+    records = []
+    for call in ffmpeg_calls:
+        if stop.is_set():
+            raise CancelledError
+        records.append(_call(runner, recorder, observer, call))
+    return records
 
 
 def _run(
@@ -337,16 +345,22 @@ def _run(
 
         # The short calls run one after another in one task (one hand-off, not one each); a
         # failure stops the rest, as cancelling them did.
+        failed = threading.Event()
         quick_futures = (
-            [quick.submit(_each_call, runner, recorder, observer, quick_calls)]
+            [quick.submit(_each_call, runner, recorder, observer, quick_calls, failed)]
             if quick_calls
             else []
         )
         try:
             _share(pool, [functools.partial(encode, c, ch) for c, ch in long_calls])
-        except BaseException:
-            _reraise_first(quick_futures)  # the short calls come first, as they were sent
-            raise
+        except BaseException as exc:
+            failed.set()
+            wait(quick_futures)
+            for future in quick_futures:  # the short calls come first, as they were sent
+                error = future.exception()
+                if error is not None and not isinstance(error, CancelledError):
+                    raise error from None
+            raise exc
         _gather(quick_futures)
         calls.write_sprite_vtt(plan, previews_dir)
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)

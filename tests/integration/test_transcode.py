@@ -20,6 +20,7 @@ import m3u8
 import pytest
 
 from tests.conftest import SampleFactory
+from tests.faults import FaultyRunner
 from vodforge.errors import VodforgeError
 from vodforge.media.hls import parse_media_playlist
 from vodforge.media.presets import load_preset
@@ -29,7 +30,6 @@ from vodforge.media.runner import (
     FfmpegCall,
     ProgressCallback,
     SubprocessRunner,
-    raise_for_record,
 )
 from vodforge.media.toolchain import Toolchain
 from vodforge.pipeline import calls
@@ -334,46 +334,15 @@ def test_cli_missing_file_and_bad_preset(tmp_path: Path) -> None:
     assert "unknown preset" in proc.stderr
 
 
-class _FailingEncodes:
-    """The real runner, except that every chunk encode fails at once with a broken encoder's
-    exit; notes every call it was asked to run."""
-
-    def __init__(self, inner: SubprocessRunner) -> None:
-        self.inner = inner
-        self.asked: list[str] = []
-        self._lock = threading.Lock()
-
-    @property
-    def toolchain_id(self) -> str:
-        return self.inner.toolchain_id
-
-    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
-        with self._lock:
-            self.asked.append(call.step)
-        if call.step == "encode":
-            raise_for_record(
-                CallRecord(
-                    step=call.step,
-                    label=call.label,
-                    argv=("ffmpeg", *call.argv),
-                    exit_code=1,
-                    wall_seconds=0.0,
-                    cpu_seconds=0.0,
-                    toolchain_id=self.toolchain_id,
-                    started_at=0.0,
-                    stderr="Unknown encoder 'libx264'",
-                )
-            )
-        return self.inner.run(call, on_progress)
-
-
 def test_a_failed_encode_stops_the_short_calls_not_yet_started(
     sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
 ) -> None:
     """The encode runs on the job's own thread while the short calls (audio, previews, GIF) run
     one after another on a helper: when the encode fails, the short calls not yet started never
     start, the encode's error is what the job fails with, and nothing is published."""
-    runner = _FailingEncodes(SubprocessRunner(toolchain))
+    runner = FaultyRunner(
+        toolchain, when=lambda call, _: call.step == "encode", stderr="Unknown encoder 'libx264'"
+    )
     with pytest.raises(VodforgeError, match="Unknown encoder"):
         transcode(
             sample("hd_audio", seconds=1, size=(320, 180)),
@@ -383,6 +352,6 @@ def test_a_failed_encode_stops_the_short_calls_not_yet_started(
             toolchain_fingerprint=toolchain.fingerprint(),
             workers=2,
         )
-    short = [step for step in runner.asked if step != "encode"]
-    assert len(short) <= 1, runner.asked  # at most the one already running when it failed
+    short = [step for step in runner.steps if step != "encode"]
+    assert len(short) <= 1, runner.steps  # at most the one already running when it failed
     assert not (tmp_path / "out" / "manifest.json").exists()

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from vodforge.media.pool import BoundedLane
-from vodforge.pipeline.transcode import _share
+from vodforge.media.pool import BoundedLane, share
 
 
 @pytest.fixture
@@ -109,7 +108,7 @@ def test_limit_must_be_positive() -> None:
         BoundedLane(0)
 
 
-# _share (pipeline.transcode): the calling thread as one of a lane's workers
+# share: the calling thread as one of a lane's workers
 
 
 def _recording_tasks(
@@ -127,7 +126,7 @@ def _recording_tasks(
 
 def test_share_runs_a_single_task_in_the_calling_thread(pool: ThreadPoolExecutor) -> None:
     threads: list[int] = []
-    assert _share(BoundedLane(2, pool), _recording_tasks(1, threads)) == [0]
+    assert share(BoundedLane(2, pool), _recording_tasks(1, threads)) == [0]
     assert threads == [threading.get_ident()]
 
 
@@ -147,7 +146,7 @@ def test_share_keeps_the_lane_limit_counting_the_caller(pool: ThreadPoolExecutor
                 running[0] -= 1
 
     tasks = [functools.partial(tracked, t) for t in _recording_tasks(8, threads)]
-    assert _share(BoundedLane(3, pool), tasks) == list(range(8))
+    assert share(BoundedLane(3, pool), tasks) == list(range(8))
     assert peak[0] == 3
     assert threading.get_ident() in threads
     assert len(set(threads)) == 3
@@ -159,5 +158,5 @@ def test_share_raises_the_first_failure_and_starts_nothing_after_one(
     threads: list[int] = []
     tasks = _recording_tasks(10, threads, fail={2, 3})
     with pytest.raises(ValueError, match="task 2 failed"):
-        _share(BoundedLane(2, pool), tasks)
+        share(BoundedLane(2, pool), tasks)
     assert len(threads) < 10

@@ -19,11 +19,11 @@ import functools
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-__all__ = ["BoundedLane", "shared_pool"]
+__all__ = ["BoundedLane", "share", "shared_pool"]
 
 T = TypeVar("T")
 
@@ -117,3 +117,36 @@ class BoundedLane:
                 return
             item = self._waiting.popleft()
         self._start(item)
+
+
+def share(lane: BoundedLane, tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run ``tasks`` with ``lane``'s concurrency, the calling thread being one of its workers:
+    it and up to ``lane.limit - 1`` helpers on the lane take the next task from one queue, so a
+    task costs no thread hand-off of its own (one per helper; none for a single task). Returns
+    the results in task order. The first failure (by task order) is raised once every worker
+    stopped; none starts a task after a failure."""
+    queue = deque(enumerate(tasks))
+    results: dict[int, T] = {}
+    failures: dict[int, BaseException] = {}
+
+    def work() -> None:
+        while not failures:
+            try:
+                index, task = queue.popleft()
+            except IndexError:
+                return
+            try:
+                results[index] = task()
+            except BaseException as exc:  # re-raised by the caller once all workers stopped
+                failures[index] = exc
+
+    helpers = [lane.submit(work) for _ in range(min(lane.limit, len(tasks)) - 1)]
+    try:
+        work()
+    finally:
+        wait(helpers)
+    for future in helpers:
+        future.result()  # a helper that could not start (interpreter exit)
+    if failures:
+        raise failures[min(failures)]
+    return [results[i] for i in range(len(tasks))]

@@ -23,7 +23,6 @@ import hashlib
 import io
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,7 +41,7 @@ from vodforge.media.hls import (
     extinf_fits_target,
     parse_media_playlist,
 )
-from vodforge.media.pool import BoundedLane
+from vodforge.media.pool import BoundedLane, share
 
 __all__ = [
     "STRICT_DECODER_OPTIONS",
@@ -597,39 +596,33 @@ def _decode_rendition(
     frames = sum(result.frames for result in decoded)
     if kind == "video":
         out.packet_digests = [digest for result in decoded for digest in result.packet_digests]
-    if upstream is not None:
-        digests = [d for result in decoded for d in result.payload_digests]
-        if not bad and digests != upstream.digests:
-            first = next(
-                (
-                    i
-                    for i, (a, b) in enumerate(zip(digests, upstream.digests, strict=False))
-                    if a != b
-                ),
-                min(len(digests), len(upstream.digests)),
-            )
-            bad.append(
-                f"packet {first} differs from the decoded encode ({len(digests)} packets, "
-                f"{len(upstream.digests)} decoded)"
-            )
-        out.frames_decoded += upstream.frames
+    if first_only:
+        if upstream is None:  # matched to the MP4's packets by ``matches_mp4``
+            proof = "are checked against the MP4's, decoded frame by frame"
+        else:
+            digests = [d for result in decoded for d in result.payload_digests]
+            if not bad and digests != upstream.digests:
+                first = next(
+                    (
+                        i
+                        for i, (a, b) in enumerate(zip(digests, upstream.digests, strict=False))
+                        if a != b
+                    ),
+                    min(len(digests), len(upstream.digests)),
+                )
+                bad.append(
+                    f"packet {first} differs from the decoded encode ({len(digests)} packets, "
+                    f"{len(upstream.digests)} decoded)"
+                )
+            out.frames_decoded += upstream.frames
+            proof = f"are the {upstream.frames} frames strictly decoded after encoding"
         out.add(
             f"{prefix}.decode",
             not bad,
             f"{len(bad)} of {len(decoded)} segments fail: {_listed(bad)}"
             if bad
             else f"{len(decoded)} segments open alone and start with a decodable IDR; their "
-            f"{frames} packets are the {upstream.frames} frames strictly decoded after encoding",
-        )
-        return decoded
-    if started_only:
-        out.add(
-            f"{prefix}.decode",
-            not bad,
-            f"{len(bad)} of {len(decoded)} segments fail: {_listed(bad)}"
-            if bad
-            else f"{len(decoded)} segments open alone and start with a decodable IDR; their "
-            f"{frames} packets are checked against the MP4's, decoded frame by frame",
+            f"{frames} packets {proof}",
         )
         return decoded
     if kind == "video":
@@ -930,32 +923,22 @@ def _match_packets(rungs: Sequence[str], parts: dict[str, _Partial]) -> _Partial
 def _run_shared(
     jobs: Sequence[tuple[str, Callable[[], _Partial]]], max_workers: int
 ) -> dict[str, _Partial]:
-    """Run ``jobs`` on up to ``max_workers`` threads, the calling thread one of them: helpers
-    on the shared pool and the caller take the next job from one queue until none is left, so a
-    job costs no thread hand-off of its own (one per helper). Returns the parts by name, in the
-    order of ``jobs``; a job that raised becomes a failed ``<name>.error`` check."""
-    queue = deque(jobs)
-    done: dict[str, _Partial] = {}
+    """Run ``jobs`` on up to ``max_workers`` threads, the calling thread one of them
+    (``media.pool.share``). Returns the parts by name, in the order of ``jobs``; a job that
+    raised becomes a failed ``<name>.error`` check."""
 
-    def work() -> None:
-        while True:
-            try:
-                name, job = queue.popleft()
-            except IndexError:
-                return
-            try:
-                done[name] = job()
-            except Exception as exc:  # a verifier bug must fail the job, not publish it
-                done[name] = _Partial()
-                done[name].add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
+    def checked(name: str, job: Callable[[], _Partial]) -> _Partial:
+        try:
+            return job()
+        except Exception as exc:  # a verifier bug must fail the job, not publish it
+            failed = _Partial()
+            failed.add(f"{name}.error", False, f"verification crashed: {_reason(exc)}")
+            return failed
 
-    helpers = min(max(1, max_workers), len(jobs)) - 1
-    lane = BoundedLane(max(1, helpers))
-    futures = [lane.submit(work) for _ in range(helpers)]
-    work()
-    for future in futures:
-        future.result()
-    return {name: done[name] for name, _ in jobs}
+    parts = share(
+        BoundedLane(max(1, max_workers)), [partial(checked, name, job) for name, job in jobs]
+    )
+    return {name: part for (name, _), part in zip(jobs, parts, strict=True)}
 
 
 def verify_outputs(

@@ -16,8 +16,7 @@ import shutil
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import CancelledError, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from vodforge.media.chunks import Chunk
 from vodforge.media.plan import JobPlan, plan_job
-from vodforge.media.pool import BoundedLane
+from vodforge.media.pool import BoundedLane, share
 from vodforge.media.presets import Preset
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
@@ -352,7 +351,7 @@ def _run(
             else []
         )
         try:
-            _share(pool, [functools.partial(encode, c, ch) for c, ch in long_calls])
+            share(pool, [functools.partial(encode, c, ch) for c, ch in long_calls])
         except BaseException as exc:
             failed.set()
             wait(quick_futures)
@@ -365,7 +364,7 @@ def _run(
         calls.write_sprite_vtt(plan, previews_dir)
         package = calls.package_calls(plan, chunk_files, audio_file, stage, work)
         gate.release_soon()  # stream copies only from here: let the next job get ready
-        _share(pool, [functools.partial(_call, runner, recorder, observer, c) for c in package])
+        share(pool, [functools.partial(_call, runner, recorder, observer, c) for c in package])
         # Every ffmpeg call of the job is done: the next job may encode while the last chunk
         # decodes finish and the outputs are verified.
         gate.release()
@@ -479,39 +478,6 @@ def _upstream(
     return upstream, checks
 
 
-def _share(lane: BoundedLane, tasks: Sequence[Callable[[], T]]) -> list[T]:
-    """Run ``tasks`` (in order) with ``lane``'s concurrency, the calling thread being one of
-    its workers: it and up to ``lane.limit - 1`` helpers on the lane take the next task from one
-    queue, so a job of one chunk encodes in its own thread without a hand-off. The first
-    failure (by task order) is raised once every worker stopped; none starts a task after a
-    failure."""
-    queue = deque(enumerate(tasks))
-    results: dict[int, T] = {}
-    failures: dict[int, BaseException] = {}
-
-    def work() -> None:
-        while not failures:
-            try:
-                index, task = queue.popleft()
-            except IndexError:
-                return
-            try:
-                results[index] = task()
-            except BaseException as exc:  # re-raised by the caller once all workers stopped
-                failures[index] = exc
-
-    helpers = [lane.submit(work) for _ in range(min(lane.limit, len(tasks)) - 1)]
-    try:
-        work()
-    finally:
-        wait(helpers)
-    for future in helpers:
-        future.result()  # a helper that could not start (interpreter exit)
-    if failures:
-        raise failures[min(failures)]
-    return [results[i] for i in range(len(tasks))]
-
-
 def _gather(futures: Iterable[Future[T]]) -> list[T]:
     """Wait for all; re-raise the first failure (by submission order) after cancelling the rest."""
     pending = list(futures)
@@ -519,16 +485,11 @@ def _gather(futures: Iterable[Future[T]]) -> list[T]:
     if any(f.exception() for f in done):
         for f in pending:
             f.cancel()
-        _reraise_first(pending)
+        wait(pending)
+        for f in pending:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
     return [f.result() for f in pending]
-
-
-def _reraise_first(futures: list[Future[T]]) -> None:
-    """Wait for ``futures`` to end; raise the first failure among them (by order), if any."""
-    wait(futures)
-    for f in futures:
-        if not f.cancelled() and f.exception() is not None:
-            raise f.exception()  # type: ignore[misc]
 
 
 def _publish(stage: Path, out_dir: Path) -> None:

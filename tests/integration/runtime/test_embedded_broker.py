@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,23 @@ def test_a_limited_prefetch_holds_no_more_messages_than_wanted(tmp_path: Path) -
         server.stop()
 
 
+@contextmanager
+def _round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Counts the commands (or pipelines) sent to Redis inside the block: one each."""
+    sends: list[int] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: object, *args: object, **kwargs: object) -> None:
+        sends.append(1)
+        original(self, *args, **kwargs)  # type: ignore[arg-type, no-untyped-call]
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    try:
+        yield sends
+    finally:
+        monkeypatch.undo()
+
+
 def test_an_enqueue_is_one_round_trip_that_dramatiq_itself_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,16 +119,8 @@ def test_an_enqueue_is_one_round_trip_that_dramatiq_itself_reads(
         broker.declare_queue("quick")
         broker.client.script_flush()
         first = broker.enqueue(Message("quick", "step", ("job", "probe"), {}, {}))
-        sends: list[int] = []
-        original = redis.connection.AbstractConnection.send_packed_command
-
-        def counting(self: object, *args: object, **kwargs: object) -> None:
-            sends.append(1)
-            original(self, *args, **kwargs)  # type: ignore[arg-type, no-untyped-call]
-
-        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-        second = broker.enqueue(Message("quick", "step", ("job2", "probe"), {}, {}))
-        monkeypatch.undo()
+        with _round_trips(monkeypatch) as sends:
+            second = broker.enqueue(Message("quick", "step", ("job2", "probe"), {}, {}))
         assert len(sends) == 1
         # Two tokens for the first (NOSCRIPT: pushed, then again after the retried enqueue),
         # one for the second.
@@ -144,16 +155,8 @@ def test_an_ack_is_one_round_trip_that_wakes_its_consumer(
             message = next(consumer)
         assert consumer.outstanding_message_count == 1
         assert broker.client.hlen(f"{NAMESPACE}:quick.msgs") == 1
-        sends: list[int] = []
-        original = redis.connection.AbstractConnection.send_packed_command
-
-        def counting(self: object, *args: object, **kwargs: object) -> None:
-            sends.append(1)
-            original(self, *args, **kwargs)  # type: ignore[arg-type, no-untyped-call]
-
-        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-        consumer.ack(message)
-        monkeypatch.undo()
+        with _round_trips(monkeypatch) as sends:
+            consumer.ack(message)
         assert len(sends) == 1
         assert consumer.outstanding_message_count == 0
         assert broker.client.hlen(f"{NAMESPACE}:quick.msgs") == 0  # acked: Dramatiq forgot it

@@ -10,71 +10,23 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SampleFactory
+from tests.faults import FaultyRunner
 from tests.integration.runtime.conftest import HarnessFactory
 from vodforge.errors import InvalidKey
 from vodforge.jobs import JobState, StepState
-from vodforge.media.runner import CallRecord, FfmpegCall, ProgressCallback, SubprocessRunner
 from vodforge.media.toolchain import Toolchain
 from vodforge.pipeline.steps import slot_name
 from vodforge.runtime.control import replay_dead_letter
 from vodforge.runtime.janitor import sweep_scratch
 from vodforge.runtime.reaper import Reaper
 from vodforge.storage import ObjectCreated
-
-
-class FaultyRunner:
-    """The real runner, except that calls matching ``when`` fail with ``stderr`` and
-    ``exit_code`` — like a flaky disk (transient) or a broken encoder (permanent)."""
-
-    def __init__(
-        self,
-        toolchain: Toolchain,
-        *,
-        when: Callable[[FfmpegCall, int], bool],
-        stderr: str,
-        exit_code: int = 1,
-    ) -> None:
-        self.real = SubprocessRunner(toolchain)
-        self.when = when
-        self.stderr = stderr
-        self.exit_code = exit_code
-        self.seen: dict[str, int] = {}
-        self.enabled = True
-        self._lock = threading.Lock()
-
-    @property
-    def toolchain_id(self) -> str:
-        return self.real.toolchain_id
-
-    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
-        with self._lock:
-            n = self.seen[call.label] = self.seen.get(call.label, 0) + 1
-        if self.enabled and self.when(call, n):
-            from vodforge.media.runner import raise_for_record
-
-            raise_for_record(
-                CallRecord(
-                    step=call.step,
-                    label=call.label,
-                    argv=("ffmpeg", *call.argv),
-                    exit_code=self.exit_code,
-                    wall_seconds=0.01,
-                    cpu_seconds=0.0,
-                    toolchain_id=self.toolchain_id,
-                    started_at=0.0,
-                    stderr=self.stderr,
-                )
-            )
-        return self.real.run(call, on_progress)
 
 
 def _published(h_store_root: Path, job_id: str) -> dict[str, str]:

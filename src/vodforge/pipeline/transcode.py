@@ -28,7 +28,7 @@ from vodforge.media.pool import BoundedLane, share
 from vodforge.media.presets import Preset
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
-from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
+from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner, ProgressCallback
 from vodforge.media.toolchain import sha256_file
 from vodforge.media.verify import (
     Check,
@@ -150,7 +150,8 @@ def transcode(
     ``media_gate``: a permit is taken for the job's ffmpeg phase (encodes, audio, previews,
     packaging), announced as soon as only the packaging's stream copies are left, and given back
     before the verification, so a worker thread beyond the gate's permits can encode the next
-    job while this one is verified and published (``pipeline.gate``).
+    job while this one is verified and published (``pipeline.gate``); each ffmpeg call holds
+    one of the gate's process slots.
 
     ``verify_workers``: threads for the verification (default ``workers``); a runtime worker,
     whose other threads have work of their own, verifies on the step's thread alone.
@@ -238,6 +239,21 @@ class _Gate:
             self._gate = None
 
 
+class _GatedRunner:
+    """``runner`` with each call holding one of the media gate's process slots."""
+
+    def __init__(self, runner: FfmpegRunner, gate: MediaGate) -> None:
+        self._runner, self._gate = runner, gate
+
+    @property
+    def toolchain_id(self) -> str:
+        return self._runner.toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        with self._gate.process():
+            return self._runner.run(call, on_progress)
+
+
 def _call(
     runner: FfmpegRunner,
     recorder: _Recorder,
@@ -289,6 +305,8 @@ def _run(
     ``keep_dirs``: empty ``work`` of its files but keep the folder; ``media_gate``: held while
     this job runs ffmpeg (see ``transcode``)."""
     threads = max(1, default_workers() // workers)
+    if media_gate is not None:
+        runner = _GatedRunner(runner, media_gate)
     chunk_files = calls.chunk_files(plan, work)
     audio_file = work / "audio.m4a" if plan.has_audio else None
     previews_dir = stage / "previews"

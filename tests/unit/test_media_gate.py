@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from vodforge.media.runner import FfmpegCall, RecordingRunner
 from vodforge.pipeline.gate import MediaGate
 
 
@@ -153,3 +154,31 @@ def test_a_call_waits_for_a_process_slot() -> None:
         thread.join(timeout=10)
     assert max(peak) == 2
     assert len(peak) == 3  # the third call ran once a slot came back
+
+
+def test_a_gated_runners_calls_hold_a_process_slot() -> None:
+    gate = MediaGate(1, processes=1)
+    inside, leave = threading.Event(), threading.Event()
+
+    def respond(call: FfmpegCall) -> None:
+        inside.set()
+        leave.wait(10)
+
+    runner = gate.gated(RecordingRunner(respond, toolchain_id="tc"))
+    assert runner.toolchain_id == "tc"
+    thread = threading.Thread(target=runner.run, args=(FfmpegCall("encode", "c0", ("-y",)),))
+    thread.start()
+    assert inside.wait(10)
+    got = threading.Event()
+
+    def other() -> None:
+        with gate.process():
+            got.set()
+
+    waiting = threading.Thread(target=other)
+    waiting.start()
+    assert not got.wait(0.2)  # the gated call holds the only slot
+    leave.set()
+    assert got.wait(10)
+    thread.join(timeout=10)
+    waiting.join(timeout=10)

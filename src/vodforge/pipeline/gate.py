@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
+from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner, ProgressCallback
+
 __all__ = ["MediaGate"]
 
 
@@ -64,6 +66,11 @@ class MediaGate:
         permits always drain."""
         with self._process_slots:
             yield
+
+    def gated(self, runner: FfmpegRunner) -> FfmpegRunner:
+        """``runner`` with each of its calls holding a process slot (``process``): what the
+        steps holding permits run their calls with."""
+        return _GatedRunner(runner, self)
 
     def release_soon(self) -> None:
         """The calling thread's step is on its last, short ffmpeg calls (packaging): count it
@@ -119,3 +126,18 @@ class MediaGate:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class _GatedRunner:
+    """A runner whose calls each hold one of a media gate's process slots."""
+
+    def __init__(self, runner: FfmpegRunner, gate: MediaGate) -> None:
+        self._runner, self._gate = runner, gate
+
+    @property
+    def toolchain_id(self) -> str:
+        return self._runner.toolchain_id
+
+    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
+        with self._gate.process():
+            return self._runner.run(call, on_progress)

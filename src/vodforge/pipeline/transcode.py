@@ -28,7 +28,7 @@ from vodforge.media.pool import BoundedLane, share
 from vodforge.media.presets import Preset
 from vodforge.media.probe import probe
 from vodforge.media.progress import Progress
-from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner, ProgressCallback
+from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner
 from vodforge.media.toolchain import sha256_file
 from vodforge.media.verify import (
     Check,
@@ -239,21 +239,6 @@ class _Gate:
             self._gate = None
 
 
-class _GatedRunner:
-    """``runner`` with each call holding one of the media gate's process slots."""
-
-    def __init__(self, runner: FfmpegRunner, gate: MediaGate) -> None:
-        self._runner, self._gate = runner, gate
-
-    @property
-    def toolchain_id(self) -> str:
-        return self._runner.toolchain_id
-
-    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
-        with self._gate.process():
-            return self._runner.run(call, on_progress)
-
-
 def _call(
     runner: FfmpegRunner,
     recorder: _Recorder,
@@ -306,7 +291,7 @@ def _run(
     this job runs ffmpeg (see ``transcode``)."""
     threads = max(1, default_workers() // workers)
     if media_gate is not None:
-        runner = _GatedRunner(runner, media_gate)
+        runner = media_gate.gated(runner)
     chunk_files = calls.chunk_files(plan, work)
     audio_file = work / "audio.m4a" if plan.has_audio else None
     previews_dir = stage / "previews"

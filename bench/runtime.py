@@ -5,9 +5,8 @@ Everything runs as ``vodforge serve`` would run it on one machine: the embedded 
 ``python -m vodforge worker`` subprocesses (``--workers``, default 1 like serve) started with the
 environment serve gives its workers (broker URL, data dir, database URL, triggers as JSON, lane
 concurrencies — the long lane's ``--long`` encodes at once plus ``--finishing`` threads that
-verify and publish meanwhile, and its ``--processes`` ffmpeg processes at once — parent pid) —
-not in-process worker threads. This process plays serve's sender role:
-``build_runtime(worker=False)`` with the store's object-created events going to
+verify and publish meanwhile — parent pid) — not in-process worker threads. This process plays
+serve's sender role: ``build_runtime(worker=False)`` with the store's object-created events going to
 ``Dispatcher.handle``, so ``store.put_file("uploads/…")`` is an upload that creates a job and
 sends its probe step.
 
@@ -343,7 +342,6 @@ class System:
             "VODFORGE_QUICK_CONCURRENCY": str(s.quick_concurrency),
             "VODFORGE_LONG_CONCURRENCY": str(s.resolved_long_concurrency()),
             "VODFORGE_LONG_FINISHING_THREADS": str(s.long_finishing_threads),
-            "VODFORGE_LONG_PROCESSES": str(s.resolved_long_processes()),
             "VODFORGE_SECRET_KEY": SECRET,
             "VODFORGE_SHUTDOWN_GRACE_SECONDS": "10",
             PARENT_ENV: str(os.getpid()),
@@ -969,12 +967,6 @@ def main() -> int:
         default=Settings.model_fields["long_finishing_threads"].default,
         help="long-lane threads beyond --long that verify and publish while others encode",
     )
-    ap.add_argument(
-        "--processes",
-        type=int,
-        default=None,
-        help="ffmpeg processes the long lane runs at once (default: --long + 1)",
-    )
     ap.add_argument("--pool", type=int, default=None, help="baseline slots (default: cores)")
     ap.add_argument("--timeout", type=float, default=None, help="burst timeout, seconds")
     ap.add_argument(
@@ -1027,14 +1019,10 @@ def main() -> int:
         quick_concurrency=args.quick,
         long_concurrency=long_threads,
         long_finishing_threads=args.finishing,
-        long_processes=args.processes,
         worker_processes=args.workers,
         secret_key=SECRET,
     )
-    threads = (
-        f"{args.workers}x quick {args.quick} + long {long_threads}+{args.finishing}, "
-        f"{settings.resolved_long_processes()} ffmpeg"
-    )
+    threads = f"{args.workers}x quick {args.quick} + long {long_threads}+{args.finishing}"
     system = System(settings, data, toolchain)
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -1060,7 +1048,6 @@ def main() -> int:
             "quick_threads": args.quick,
             "long_threads": long_threads + args.finishing,
             "long_encodes_at_once": long_threads,
-            "long_ffmpeg_processes": settings.resolved_long_processes(),
             "broker": "embedded redis-server (unix socket, AOF everysec)",
             "job_store": "SQLite (WAL)",
             "store": "LocalStore",
@@ -1071,7 +1058,7 @@ def main() -> int:
     }
     code = 0
     try:
-        console.print(f"starting the embedded broker and a worker ({threads}) in {data}")
+        console.print(f"starting the embedded broker and a worker ({threads} threads) in {data}")
         system.start()
         console.print("warming up (3 jobs, not counted) ...")
         warm = []

@@ -65,9 +65,6 @@ class Settings(BaseSettings):
     #: Long-lane threads beyond ``long_concurrency``: they let a step verify and publish its
     #: outputs (no ffmpeg) while the next one encodes, instead of leaving a core idle meanwhile.
     long_finishing_threads: int = Field(default=1, ge=0, le=64)
-    #: ffmpeg processes the long lane's steps run at once per worker process (a one-chunk
-    #: transcode runs its encode, audio and previews together). Unset: ``long_concurrency`` + 1.
-    long_processes: int | None = Field(default=None, ge=1, le=1024)
     #: Opt-in: uploads up to this many bytes are probed on the long lane, where a job of one
     #: chunk runs its transcode right after the probe in the same worker thread (one message and
     #: one hand-off fewer per short clip). The price: under load their probe (metadata, a
@@ -138,9 +135,6 @@ class Settings(BaseSettings):
 
     def resolved_long_concurrency(self) -> int:
         return self.long_concurrency or max(1, len(os.sched_getaffinity(0)))
-
-    def resolved_long_processes(self) -> int:
-        return self.long_processes or self.resolved_long_concurrency() + 1
 
     def secret(self) -> bytes:
         """The HMAC key: configured, or generated once (0600) and kept in the data dir."""

@@ -273,51 +273,6 @@ def test_media_gate_keeps_ffmpeg_to_its_permits_and_frees_them_before_verifying(
     assert gate.wanted() == 2
 
 
-class _PeakRunner:
-    """The real runner, counting the most calls it ever had running at once."""
-
-    def __init__(self, inner: SubprocessRunner) -> None:
-        self.inner = inner
-        self.lock = threading.Lock()
-        self.running = self.peak = self.calls = 0
-
-    @property
-    def toolchain_id(self) -> str:
-        return self.inner.toolchain_id
-
-    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
-        with self.lock:
-            self.running += 1
-            self.calls += 1
-            self.peak = max(self.peak, self.running)
-        try:
-            return self.inner.run(call, on_progress)
-        finally:
-            with self.lock:
-                self.running -= 1
-
-
-def test_media_gate_bounds_the_ffmpeg_processes_of_its_steps(
-    sample: SampleFactory, toolchain: Toolchain, tmp_path: Path
-) -> None:
-    """A one-chunk job runs its encode, audio and previews at once; on a gate of one process
-    slot they take turns (and nothing waits on a slot it holds: the job completes)."""
-    runner = _PeakRunner(SubprocessRunner(toolchain))
-    result = transcode(
-        sample("basic", seconds=1, size=(160, 90)),
-        tmp_path / "out",
-        preset=load_preset(str(TINY)),
-        runner=runner,
-        toolchain_fingerprint=toolchain.fingerprint(),
-        workers=2,
-        in_place=True,
-        media_gate=MediaGate(2, threads=3, processes=1),
-    )
-    assert result.verification.ok
-    assert runner.calls >= 4  # encode, audio, previews, packaging: they could have overlapped
-    assert runner.peak == 1
-
-
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vodforge", *args],

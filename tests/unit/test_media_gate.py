@@ -6,7 +6,6 @@ import threading
 
 import pytest
 
-from vodforge.media.runner import FfmpegCall, RecordingRunner
 from vodforge.pipeline.gate import MediaGate
 
 
@@ -111,74 +110,3 @@ def test_release_soon_counts_the_step_as_finishing_before_the_permit_is_back() -
     assert heard == ["wake", "wake"]
     gate.step_ended()
     assert gate.wanted() == 2  # the other thread's step is finishing and has not ended
-
-
-def test_process_slots_default_to_one_more_than_the_permits() -> None:
-    assert MediaGate(2, threads=3).processes == 3
-    assert MediaGate(1).processes == 2
-    assert MediaGate(2, processes=5).processes == 5
-    with pytest.raises(ValueError, match="at least one ffmpeg process"):
-        MediaGate(2, processes=0)
-
-
-def test_a_call_waits_for_a_process_slot() -> None:
-    gate = MediaGate(2, processes=2)
-    release = threading.Event()
-    running: list[int] = []
-    peak: list[int] = []
-    lock = threading.Lock()
-
-    def call() -> None:
-        with gate.process():
-            with lock:
-                running.append(1)
-                peak.append(len(running))
-            release.wait(10)
-            with lock:
-                running.pop()
-
-    threads = [threading.Thread(target=call) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    deadline = threading.Event()
-    for _ in range(100):  # until two calls hold the two slots
-        with lock:
-            if len(running) == 2:
-                break
-        deadline.wait(0.02)
-    deadline.wait(0.2)  # the third call has had time to start, had it been let in
-    with lock:
-        assert len(running) == 2
-    release.set()
-    for thread in threads:
-        thread.join(timeout=10)
-    assert max(peak) == 2
-    assert len(peak) == 3  # the third call ran once a slot came back
-
-
-def test_a_gated_runners_calls_hold_a_process_slot() -> None:
-    gate = MediaGate(1, processes=1)
-    inside, leave = threading.Event(), threading.Event()
-
-    def respond(call: FfmpegCall) -> None:
-        inside.set()
-        leave.wait(10)
-
-    runner = gate.gated(RecordingRunner(respond, toolchain_id="tc"))
-    assert runner.toolchain_id == "tc"
-    thread = threading.Thread(target=runner.run, args=(FfmpegCall("encode", "c0", ("-y",)),))
-    thread.start()
-    assert inside.wait(10)
-    got = threading.Event()
-
-    def other() -> None:
-        with gate.process():
-            got.set()
-
-    waiting = threading.Thread(target=other)
-    waiting.start()
-    assert not got.wait(0.2)  # the gated call holds the only slot
-    leave.set()
-    assert got.wait(10)
-    thread.join(timeout=10)
-    waiting.join(timeout=10)

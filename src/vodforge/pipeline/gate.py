@@ -7,13 +7,6 @@ permits: a step takes a permit for its ffmpeg phase and gives it back before it 
 the next step encodes meanwhile, and ffmpeg still never runs more steps at once than
 configured.
 
-Within its ffmpeg phase a step may run several calls at once (a one-chunk job encodes while
-its audio and previews are made), so the gate also bounds the ffmpeg processes its steps run
-together (``processes``, default one more than the permits): on a 2-core worker two steps
-could otherwise run four or five, and the same calls then cost 2-3 % more CPU (more threads
-than cores trading caches and the run queue) with the cores no busier than at three. The
-one-more keeps a core from idling while a process starts or ends.
-
 ``wanted`` is what the lane's consumer may hold: one message per permit plus one per step that
 is finishing, or about to (``release_soon``: its last, short ffmpeg calls are running, so the
 next message is fetched and started in time to take the permit the moment it comes back). A
@@ -24,31 +17,21 @@ might be idle.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from types import TracebackType
-
-from vodforge.media.runner import CallRecord, FfmpegCall, FfmpegRunner, ProgressCallback
 
 __all__ = ["MediaGate"]
 
 
 class MediaGate:
-    """``permits`` steps in ffmpeg at once, out of ``threads`` long-lane threads, running at
-    most ``processes`` ffmpeg processes together (default ``permits + 1``)."""
+    """``permits`` steps in ffmpeg at once, out of ``threads`` long-lane threads."""
 
-    def __init__(
-        self, permits: int, threads: int | None = None, *, processes: int | None = None
-    ) -> None:
+    def __init__(self, permits: int, threads: int | None = None) -> None:
         if permits < 1:
             raise ValueError("a media gate needs at least one permit")
-        if processes is not None and processes < 1:
-            raise ValueError("a media gate needs room for at least one ffmpeg process")
         self.permits = permits
         self.threads = max(permits, threads if threads is not None else permits)
-        self.processes = processes if processes is not None else permits + 1
         self._semaphore = threading.BoundedSemaphore(permits)
-        self._process_slots = threading.BoundedSemaphore(self.processes)
         self._lock = threading.Lock()
         self._finishing: set[int] = set()
         self._listeners: list[Callable[[], None]] = []
@@ -58,19 +41,6 @@ class MediaGate:
         self._semaphore.acquire()
         with self._lock:
             self._finishing.discard(threading.get_ident())
-
-    @contextmanager
-    def process(self) -> Iterator[None]:
-        """Hold one of the ``processes`` slots while one ffmpeg call runs. A slot is never held
-        while waiting for anything but the call itself, so the calls of the steps that hold
-        permits always drain."""
-        with self._process_slots:
-            yield
-
-    def gated(self, runner: FfmpegRunner) -> FfmpegRunner:
-        """``runner`` with each of its calls holding a process slot (``process``): what the
-        steps holding permits run their calls with."""
-        return _GatedRunner(runner, self)
 
     def release_soon(self) -> None:
         """The calling thread's step is on its last, short ffmpeg calls (packaging): count it
@@ -126,18 +96,3 @@ class MediaGate:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-
-class _GatedRunner:
-    """A runner whose calls each hold one of a media gate's process slots."""
-
-    def __init__(self, runner: FfmpegRunner, gate: MediaGate) -> None:
-        self._runner, self._gate = runner, gate
-
-    @property
-    def toolchain_id(self) -> str:
-        return self._runner.toolchain_id
-
-    def run(self, call: FfmpegCall, on_progress: ProgressCallback | None = None) -> CallRecord:
-        with self._gate.process():
-            return self._runner.run(call, on_progress)

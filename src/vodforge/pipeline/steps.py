@@ -262,30 +262,23 @@ def forget_plan(ctx: StepContext, ref: JobRef) -> None:
 
 
 @contextmanager
-def _media_turn(ctx: StepContext) -> Iterator[FfmpegRunner]:
-    """Hold one of the worker's encode turns (``StepContext.media_gate``), if it has any;
-    yields the runner for the turn's calls (each holding one of the gate's process slots)."""
+def _media_turn(ctx: StepContext) -> Iterator[None]:
+    """Hold one of the worker's encode turns (``StepContext.media_gate``), if it has any."""
     if ctx.media_gate is None:
-        yield ctx.runner
+        yield
         return
     with ctx.media_gate:
-        yield ctx.media_gate.gated(ctx.runner)
+        yield
 
 
 def _run(
-    ctx: StepContext,
-    call: FfmpegCall,
-    result: StepResult,
-    progress: ProgressSink | None,
-    runner: FfmpegRunner | None = None,
+    ctx: StepContext, call: FfmpegCall, result: StepResult, progress: ProgressSink | None
 ) -> None:
-    """Run ``call`` with ``runner`` (default the context's) and record it in ``result``."""
-
     def on_progress(p: Progress) -> None:
         if progress is not None and call.media_seconds > 0:
             progress(min(1.0, p.out_seconds / call.media_seconds))
 
-    result.records.append((runner or ctx.runner).run(call, on_progress))
+    result.records.append(ctx.runner.run(call, on_progress))
 
 
 def _save_calls(ctx: StepContext, ref: JobRef, step: str, result: StepResult) -> None:
@@ -336,8 +329,8 @@ def run_encode(
         call = calls.chunk_call(
             plan, source_path(ctx, ref), chunk, outs, threads=ctx.encode_threads
         )
-        with _media_turn(ctx) as runner:
-            _run(ctx, call, result, progress, runner)
+        with _media_turn(ctx):
+            _run(ctx, call, result, progress)
         for out in outs:
             key = f"{ref.work}chunks/{out.name}"
             result.outputs[key] = ctx.store.put_file(key, out).etag
@@ -389,9 +382,9 @@ def run_package(ctx: StepContext, ref: JobRef, progress: ProgressSink | None = N
         audio = local_input(ctx, ref, f"{ref.work}audio.m4a", inputs) if plan.has_audio else None
         stage = work / "stage"
         stage.mkdir()
-        with _media_turn(ctx) as runner:
+        with _media_turn(ctx):
             for call in calls.package_calls(plan, chunk_files, audio, stage, work):
-                _run(ctx, call, result, progress, runner)
+                _run(ctx, call, result, progress)
         calls.write_master(stage, plan)
         ctx.store.delete_prefix(f"{ref.work}stage/")  # an earlier, interrupted run's leftovers
         result.outputs["stage"] = len(_put_tree(ctx, stage, f"{ref.work}stage/"))

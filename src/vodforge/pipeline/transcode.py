@@ -150,8 +150,7 @@ def transcode(
     ``media_gate``: a permit is taken for the job's ffmpeg phase (encodes, audio, previews,
     packaging), announced as soon as only the packaging's stream copies are left, and given back
     before the verification, so a worker thread beyond the gate's permits can encode the next
-    job while this one is verified and published (``pipeline.gate``); each ffmpeg call holds
-    one of the gate's process slots.
+    job while this one is verified and published (``pipeline.gate``).
 
     ``verify_workers``: threads for the verification (default ``workers``); a runtime worker,
     whose other threads have work of their own, verifies on the step's thread alone.
@@ -290,8 +289,6 @@ def _run(
     ``keep_dirs``: empty ``work`` of its files but keep the folder; ``media_gate``: held while
     this job runs ffmpeg (see ``transcode``)."""
     threads = max(1, default_workers() // workers)
-    if media_gate is not None:
-        runner = media_gate.gated(runner)
     chunk_files = calls.chunk_files(plan, work)
     audio_file = work / "audio.m4a" if plan.has_audio else None
     previews_dir = stage / "previews"

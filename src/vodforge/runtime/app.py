@@ -102,11 +102,7 @@ def build_runtime(
         object_store = store
         # One per process, shared by every toolchain's context: long-lane steps running ffmpeg.
         long = settings.resolved_long_concurrency()
-        media_gate = MediaGate(
-            long,
-            long + settings.long_finishing_threads,
-            processes=settings.resolved_long_processes(),
-        )
+        media_gate = MediaGate(long, long + settings.long_finishing_threads)
 
         def make_context(tc: Toolchain | None, fake: FfmpegRunner | None = None) -> StepContext:
             assert tc is not None or fake is not None

@@ -274,7 +274,7 @@ def decode_segment(
 ) -> SegmentDecode:
     """Decode one self-contained MP4 byte string (init + segment, or a whole file), strictly.
 
-    The decoder runs with ``STRICT_DECODER_OPTIONS`` on a single thread; each packet's
+    The decoder runs with ``STRICT_DECODER_OPTIONS`` on a single thread; each video packet's
     digest is recorded for the packet match against the MP4. ``decode_frames``: stop decoding
     after that many frames (the rest is only demuxed and hashed) — used when the packets were
     already decoded upstream and only the segment's standalone start needs proving.
@@ -309,9 +309,10 @@ def read_stream(
     payload_digests: bool = True,
 ) -> list[int]:
     """Demux ``stream`` of an open ``container`` to its end into ``result``: every packet
-    counted and hashed, and decoded strictly up to ``decode_frames`` frames (all if None, none
-    if 0). ``payload_digests``: also hash each video packet's NAL units without its parameter
-    sets (``UpstreamDecode``). Returns the byte position of each counted packet (-1 where the
+    counted (and hashed if it is video: only video packets are matched against the MP4's), and
+    decoded strictly up to ``decode_frames`` frames (all if None, none if 0).
+    ``payload_digests``: also hash each video packet's NAL units without its parameter sets
+    (``UpstreamDecode``). Returns the byte position of each counted packet (-1 where the
     demuxer knows none). Raises as ``decode_segment`` does; ``result`` then holds what was read
     up to the failure."""
     context = stream.codec_context
@@ -322,7 +323,8 @@ def read_stream(
     context.options = dict(STRICT_DECODER_OPTIONS)
     result.extradata = bytes(context.extradata or b"")
     length_size = _avcc_length_size(result.extradata) if kind == "video" else None
-    hash_payloads = payload_digests and kind == "video"
+    video = kind == "video"
+    hash_payloads = payload_digests and video
     positions: list[int] = []
     for packet in container.demux(stream):
         if (
@@ -336,7 +338,8 @@ def read_stream(
                 result.first_is_keyframe = packet.is_keyframe
             result.packets += 1
             positions.append(-1 if packet.pos is None else packet.pos)
-            result.packet_digests.append(_packet_digest(packet))
+            if video:
+                result.packet_digests.append(_packet_digest(packet))
             if hash_payloads:
                 result.payload_digests.append(_payload_digest(bytes(packet), length_size))
         if decode_frames is not None and result.frames >= decode_frames:
